@@ -1,0 +1,55 @@
+# Kubilitics Serverless: the commands the README and CI use.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test test-unit lint format bench testbed-up testbed-down sam-build clean
+
+setup: $(STAMP)
+
+# The venv is rebuilt when the pins change.
+$(STAMP): requirements-dev.txt layers/deps/requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+## run: set up, then serve the whole API on 127.0.0.1:8080 (AI routes also on :8081)
+run: setup
+	$(BIN)/kubilitics serve
+
+## test: the whole suite (unit, integration on the test cluster, end-to-end on the local server)
+test: setup testbed-up
+	$(BIN)/pytest -q tests
+
+test-unit: setup
+	$(BIN)/pytest -q tests/unit
+
+## lint: ruff, mypy, and the SAM template (sam validate --lint, cfn-lint)
+lint: setup
+	$(BIN)/ruff check shared functions tests bench
+	$(BIN)/ruff format --check shared functions tests bench
+	$(BIN)/mypy
+	bash scripts/sam/validate.sh
+
+format: setup
+	$(BIN)/ruff format shared functions tests bench
+	$(BIN)/ruff check --fix shared functions tests bench
+
+## bench: benchmarks print their figures (cold start per function, ...)
+bench: setup
+	$(BIN)/python -m bench
+
+testbed-up:
+	bash scripts/testbed/up.sh
+
+testbed-down:
+	bash scripts/testbed/down.sh
+
+sam-build:
+	bash scripts/sam/build.sh
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Build the SAM application without Docker (uses the local python3.11), into a scratch dir by
+# default so the work tree stays clean. The deps layer is pip-installed from PyPI.
+# Usage: scripts/sam/build.sh [BUILD_DIR]     (default: a new temp dir, printed at the end)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+BUILD_DIR="${1:-$(mktemp -d -t kubilitics-sam-build.XXXXXX)}"
+
+log() { printf '[sam-build] %s\n' "$*" >&2; }
+
+command -v python3.11 >/dev/null || { log "ERROR: python3.11 must be on PATH for a build without Docker"; exit 1; }
+BIN="$(bash "$ROOT/scripts/sam/install.sh" | tail -n 1)"
+
+export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0 AWS_EC2_METADATA_DISABLED=true
+
+log "building into ${BUILD_DIR}"
+"$BIN/sam" build --template template.yaml --build-dir "${BUILD_DIR}/build" \
+  --cache-dir "${BUILD_DIR}/cache" --no-cached --region us-east-1
+log "ok: ${BUILD_DIR}/build/template.yaml"
+echo "${BUILD_DIR}"

@@ -1,0 +1,1259 @@
+#!/usr/bin/env python3
+"""nodesim: the kubelet stand-in of the testbed (part of the test harness, not of the product).
+
+kwok runs the simulated nodes (status, heartbeats, leases) and serves logs/exec/metrics for them;
+this process plays the container runtime + kubelet for every pod bound to a node. It decides
+what happens to each container only from what the pod's manifest says and from the simulated
+image registry (images.yaml):
+
+  * image reference invalid -> InvalidImageName; pull policy Never and not on the node ->
+    ErrImageNeverPull; repository/tag not in the registry -> ErrImagePull / ImagePullBackOff;
+    private registry without a matching imagePullSecret -> ErrImagePull (401 Unauthorized)
+  * ConfigMap/Secret (or key) referenced by env/envFrom that does not exist ->
+    CreateContainerConfigError; by a volume -> FailedMount, stuck in ContainerCreating
+  * command not on the image's PATH -> StartError (exit 128) / RunContainerError; a shell
+    script calling an unknown command -> exit 127 ("sh: foo: not found")
+  * the program's own behaviour (server, shell script, crash, exit code, memory use) ->
+    Completed / Error / OOMKilled (137, when memory use exceeds the limit), restarts with
+    CrashLoopBackOff back-off, lastState.terminated
+  * readiness/liveness/startup probes (httpGet/tcpSocket/exec) against what the image serves ->
+    Unhealthy events, not Ready, Killing + restart
+  * deletion (grace period honoured up to a cap), Job-style restartPolicy Never/OnFailure
+
+It writes CRI-format container logs (current and previous) and tells kwok where they are with a
+Logs object per pod, and reports memory/cpu use with a ResourceUsage object per pod (both owned
+by the pod, so they go away with it). Events look like the kubelet's (source kubelet, host node).
+
+Usage: nodesim.py --kubeconfig PATH --context NAME --state DIR [--catalog images.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import heapq
+import json
+import logging
+import os
+import queue
+import re
+import shlex
+import signal
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+log = logging.getLogger("nodesim")
+
+BACKOFF_SCALE = float(os.environ.get("NODESIM_BACKOFF_SCALE", "1"))  # <1 speeds up back-offs
+PULL_SECONDS = float(os.environ.get("NODESIM_PULL_SECONDS", "0.5"))
+MAX_BACKOFF = 300.0
+DEFAULT_ARCHES = ["amd64", "arm64"]
+
+
+def now_iso(ts: float | None = None) -> str:
+    return datetime.fromtimestamp(ts if ts is not None else time.time(), timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+
+
+def parse_quantity(q: str | int | float | None) -> float:
+    """Kubernetes quantity -> float (bytes for memory, cores for cpu)."""
+    if q is None:
+        return 0.0
+    s = str(q).strip()
+    units = {
+        "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
+        "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "m": 1e-3, "n": 1e-9, "u": 1e-6,
+    }
+    for suffix in sorted(units, key=len, reverse=True):
+        if s.endswith(suffix):
+            return float(s[: -len(suffix)]) * units[suffix]
+    return float(s)
+
+
+# --------------------------------------------------------------------------- image registry
+
+REF_RE = re.compile(
+    r"^(?:(?P<host>[a-zA-Z0-9.-]+(?::[0-9]+)?|localhost)/)?"
+    r"(?P<repo>[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+
+
+@dataclass
+class ImageRef:
+    raw: str
+    host: str
+    repo: str
+    tag: str
+    digest: str | None
+
+    @property
+    def full(self) -> str:
+        base = f"{self.host}/{self.repo}"
+        return f"{base}@{self.digest}" if self.digest and not self.tag else f"{base}:{self.tag}"
+
+    @property
+    def key(self) -> str:
+        """Catalog key: docker.io/library/x -> x, docker.io/a/b -> a/b, else host/repo."""
+        if self.host == "docker.io":
+            return self.repo[len("library/"):] if self.repo.startswith("library/") else self.repo
+        return f"{self.host}/{self.repo}"
+
+
+def parse_image(raw: str) -> ImageRef | None:
+    m = REF_RE.match(raw or "")
+    if not m:
+        return None
+    host, repo = m.group("host"), m.group("repo")
+    if host and "." not in host and ":" not in host and host != "localhost":
+        repo, host = f"{host}/{repo}", None  # "user/repo" on Docker Hub
+    host = host or "docker.io"
+    if host == "docker.io" and "/" not in repo:
+        repo = f"library/{repo}"
+    tag = m.group("tag") or ("" if m.group("digest") else "latest")
+    return ImageRef(raw, host, repo, tag, m.group("digest"))
+
+
+class Registry:
+    def __init__(self, path: Path):
+        data = yaml.safe_load(path.read_text())
+        self.registries: dict[str, dict] = data.get("registries", {})
+        self.images: dict[str, dict] = data.get("images", {})
+
+    def resolve(self, ref: ImageRef, pull_hosts: set[str]) -> tuple[dict | None, str]:
+        """Returns (image spec, "") or (None, error message as containerd words it)."""
+        full = ref.full
+        if ref.host not in self.registries:
+            return None, (
+                f'failed to pull and unpack image "{full}": failed to resolve reference "{full}": '
+                f'failed to do request: Head "https://{ref.host}/v2/{ref.repo}/manifests/{ref.tag or ref.digest}": '
+                f"dial tcp: lookup {ref.host}: no such host"
+            )
+        reg = self.registries[ref.host] or {}
+        img = self.images.get(ref.key)
+        needs_auth = bool(reg.get("auth") or (img or {}).get("auth"))
+        if needs_auth and ref.host not in pull_hosts:
+            return None, (
+                f'failed to pull and unpack image "{full}": failed to resolve reference "{full}": '
+                f"failed to authorize: failed to fetch anonymous token: unexpected status from GET "
+                f"request to https://{ref.host}/token?scope=repository%3A{ref.repo}%3Apull: 401 Unauthorized"
+            )
+        if img is None:
+            if ref.host == "docker.io":
+                return None, (
+                    f'failed to pull and unpack image "{full}": failed to resolve reference "{full}": '
+                    "pull access denied, repository does not exist or may require authorization: "
+                    "server message: insufficient_scope: authorization failed"
+                )
+            return None, f'failed to pull and unpack image "{full}": failed to resolve reference "{full}": {full}: not found'
+        tags = [str(t) for t in img.get("tags", ["*"])]
+        if ref.tag and "*" not in tags and ref.tag not in tags:
+            return None, f'failed to pull and unpack image "{full}": failed to resolve reference "{full}": {full}: not found'
+        return img, ""
+
+
+# --------------------------------------------------------------------------- tiny programs
+
+SHELLS = {"sh", "bash", "ash", "dash", "zsh"}
+APPLETS = {
+    "echo", "printf", "exit", "sleep", "true", "false", "cat", "env", "printenv", "date",
+    "hostname", "ls", "test", "[", "wget", "nslookup", "touch", "mkdir", "rm", "id", "whoami",
+    "pwd", "uname", "yes", "tail", "head", "grep", "seq", "nc", "ping", "kill", "trap", "set",
+    "export", "cd", "exec", ":",
+}
+
+
+@dataclass
+class RunResult:
+    lines: list[str] = field(default_factory=list)
+    code: int | None = 0  # None: still running at the end (a server / endless loop)
+    duration: float = 0.0  # seconds before the exit (or before going idle)
+
+
+def has_binary(img: dict, exe: str) -> bool:
+    bins = [str(b) for b in img.get("binaries", [])]
+    base = exe.rsplit("/", 1)[-1]
+    if "*shell*" in bins and (base in SHELLS or base in APPLETS):
+        return True
+    return exe in bins or base in bins or f"/{base}" in bins
+
+
+def run_shell(script: str, env: dict[str, str], img: dict) -> RunResult:
+    """Interpret the small subset of sh that container commands use."""
+    res = RunResult()
+    files: set[str] = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/etc/os-release"}
+
+    def expand(word: str) -> str:
+        return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env.get(m.group(1), ""), word)
+
+    # An endless loop (`while true; do ...; sleep N; done`) keeps the container running after
+    # whatever ran before it.
+    loop = re.search(r"(^|[;&|\n]\s*)(while|until)\s", script)
+    forever = bool(loop)
+    if loop:
+        script = script[: loop.start()]
+    statements = [s for s in re.split(r"\n|;(?![^'\"]*['\"])", script) if s.strip()]
+    for stmt in statements:
+        for part, op in _split_logic(stmt):
+            if op == "&&" and res.code not in (0, None):
+                continue
+            if op == "||" and res.code == 0:
+                continue
+            try:
+                words = [expand(w) for w in shlex.split(part, posix=True)]
+            except ValueError:
+                res.lines.append(f"sh: syntax error: unterminated quoted string")
+                res.code = 2
+                return res
+            if not words:
+                continue
+            code = _run_word(words, res, env, files, img)
+            if code == "exit":
+                return res
+            if res.code is None:
+                return res
+    if forever:
+        res.code = None
+    return res
+
+
+def _split_logic(stmt: str) -> list[tuple[str, str]]:
+    parts, op, buf = [], "", ""
+    tokens = re.split(r"(&&|\|\|)", stmt)
+    for tok in tokens:
+        if tok in ("&&", "||"):
+            parts.append((buf, op))
+            op, buf = tok, ""
+        else:
+            buf += tok
+    parts.append((buf, op))
+    return [(p.strip(), o) for p, o in parts if p.strip()]
+
+
+def _run_word(words: list[str], res: RunResult, env: dict, files: set, img: dict) -> str | None:
+    cmd, args = words[0], words[1:]
+    redirect_err = any(a in (">&2", "1>&2") for a in args)
+    args = [a for a in args if a not in (">&2", "1>&2", "2>&1")]
+    out_file = None
+    if ">" in args:
+        i = args.index(">")
+        out_file, args = (args[i + 1] if i + 1 < len(args) else None), args[:i]
+    base = cmd.rsplit("/", 1)[-1]
+    if base == "exit":
+        res.code = int(args[0]) if args and args[0].lstrip("-").isdigit() else 0
+        return "exit"
+    if base == "echo":
+        text = " ".join(a for a in args if a not in ("-n", "-e"))
+        if out_file:
+            files.add(out_file)
+        else:
+            res.lines.append(text)
+        res.code = 0
+    elif base == "printf":
+        fmt = args[0] if args else ""
+        text = fmt.replace("%s", " ".join(args[1:])).replace("\\n", "\n")
+        res.lines.extend(l for l in text.split("\n") if l)
+        res.code = 0
+    elif base == "sleep":
+        arg = args[0] if args else "0"
+        if arg in ("infinity", "inf") or (arg.replace(".", "").isdigit() and float(arg) >= 3600):
+            res.code = None
+            return None
+        res.duration += float(arg.rstrip("s")) if arg.rstrip("s").replace(".", "").isdigit() else 0
+        res.code = 0
+    elif base in ("true", ":", "set", "export", "cd", "trap"):
+        res.code = 0
+    elif base == "false":
+        res.code = 1
+    elif base in ("env", "printenv"):
+        res.lines.extend(f"{k}={v}" for k, v in sorted(env.items()))
+        res.code = 0
+    elif base == "date":
+        res.lines.append(datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y"))
+        res.code = 0
+    elif base in ("hostname", "whoami", "id", "pwd", "uname"):
+        res.lines.append({"hostname": env.get("HOSTNAME", "pod"), "whoami": "root", "id": "uid=0(root) gid=0(root)",
+                          "pwd": "/", "uname": "Linux"}[base])
+        res.code = 0
+    elif base in ("touch", "mkdir"):
+        files.update(args)
+        res.code = 0
+    elif base in ("rm",):
+        files.difference_update(args)
+        res.code = 0
+    elif base in ("cat", "tail", "head"):
+        missing = [a for a in args if not a.startswith("-") and a not in files]
+        for a in missing:
+            res.lines.append(f"{base}: can't open '{a}': No such file or directory")
+        res.code = 1 if missing else 0
+    elif base in ("test", "["):
+        if len(args) >= 2 and args[0] in ("-f", "-e"):
+            res.code = 0 if args[1] in files else 1
+        else:
+            res.code = 0
+    elif base in ("wget", "nslookup", "nc", "ping"):
+        host = next((a for a in args if not a.startswith("-")), "")
+        host = re.sub(r"^[a-z]+://", "", host).split("/")[0].split(":")[0]
+        res.lines.append(f"{base}: bad address '{host}'" if base != "nslookup"
+                         else f"** server can't find {host}: NXDOMAIN")
+        res.code = 1
+    elif base in ("python", "python3") and "-c" in args and has_binary(img, base):
+        sub = run_python(args[args.index("-c") + 1] if args.index("-c") + 1 < len(args) else "")
+        res.lines.extend(sub.lines)
+        res.duration += sub.duration
+        res.code = sub.code
+        if sub.code is None:
+            return None
+    elif base in SHELLS and "-c" in args:
+        sub = run_shell(args[args.index("-c") + 1] if args.index("-c") + 1 < len(args) else "", env, img)
+        res.lines.extend(sub.lines)
+        res.duration += sub.duration
+        res.code = sub.code
+    elif has_binary(img, cmd) and base not in SHELLS:
+        res.code = 0  # another program of the image: assume it does its job
+    else:
+        res.lines.append(f"sh: {cmd}: not found")
+        res.code = 127
+    return None
+
+
+def run_python(code: str) -> RunResult:
+    """Enough of `python -c` for container commands: print, sleep, sys.exit, raise."""
+    res = RunResult()
+    for stmt in [s.strip() for s in re.split(r"\n|;", code) if s.strip()]:
+        if stmt.startswith("import ") or stmt.startswith("from "):
+            continue
+        m = re.match(r"print\((['\"])(.*)\1\)$", stmt)
+        if m:
+            res.lines.append(m.group(2))
+            continue
+        m = re.match(r"(?:time\.)?sleep\(([\d.]+)\)$", stmt)
+        if m:
+            res.duration += float(m.group(1))
+            continue
+        if re.match(r"while True:", stmt):
+            res.code = None
+            return res
+        m = re.match(r"(?:sys\.)?exit\((\d*)\)$", stmt)
+        if m:
+            res.code = int(m.group(1) or 0)
+            return res
+        m = re.match(r"raise (\w+)\((['\"]?)(.*)\2\)$", stmt)
+        if m:
+            res.lines += ["Traceback (most recent call last):", '  File "<string>", line 1, in <module>',
+                          f"{m.group(1)}: {m.group(3)}"]
+            res.code = 1
+            return res
+    res.code = 0
+    return res
+
+
+# --------------------------------------------------------------------------- simulation state
+
+
+@dataclass
+class Plan:
+    """What a started container will do."""
+    lines: list[str]
+    exit_at: float | None  # None: runs until stopped
+    code: int = 0
+    reason: str = "Completed"
+    message: str = ""
+    memory: float = 0.0
+    cpu: float = 0.0
+    ports: list[int] = field(default_factory=list)
+    http_paths: list[str] = field(default_factory=list)
+    files: set[str] = field(default_factory=set)
+
+
+@dataclass
+class CSim:
+    name: str
+    init: bool
+    sidecar: bool = False
+    restarts: int = 0
+    stage: str = "new"  # new|pulling|pull-backoff|created|running|exited|backoff|done|blocked
+    state: dict = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
+    last: dict = field(default_factory=dict)
+    ready: bool = False
+    started: bool = False
+    wake: float = 0.0
+    pull_failures: int = 0
+    plan: Plan | None = None
+    started_at: float = 0.0
+    probe_fail: dict = field(default_factory=dict)
+    probe_ok: dict = field(default_factory=dict)
+    probe_next: dict = field(default_factory=dict)
+    container_id: str = ""
+    image_ref: str = ""
+
+
+@dataclass
+class PodSim:
+    uid: str
+    ns: str
+    name: str
+    node: str
+    ip: str = ""
+    start: float = field(default_factory=time.time)
+    containers: dict[str, CSim] = field(default_factory=dict)
+    last_status: str = ""
+    logs_registered: bool = False
+    usage_sent: str = ""
+    deleting: bool = False
+    phase: str = "Pending"
+    finished: bool = False
+
+
+class NodeSim:
+    def __init__(self, kubeconfig: str, context: str, state: Path, catalog: Path):
+        self.api = config.new_client_from_config(config_file=kubeconfig, context=context)
+        self.api.configuration.retries = 3
+        self.v1 = client.CoreV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.registry = Registry(catalog)
+        self.logdir = state / "logs" / "pods"
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.pods: dict[str, dict] = {}
+        self.sims: dict[str, PodSim] = {}
+        self.timers: list[tuple[float, str]] = []
+        self.queue: queue.Queue[tuple[str, dict]] = queue.Queue()
+        self.node_images: dict[str, set[str]] = {}
+        self.node_cache: dict[str, tuple[float, dict]] = {}
+        self.events: dict[tuple, tuple[str, int, float]] = {}
+        self.ip_used: set[str] = set()
+        self.ip_next = 2
+        self.stop = threading.Event()
+
+    # ---- plumbing
+    def run(self) -> None:
+        threading.Thread(target=self._watch_pods, daemon=True).start()
+        log.info("nodesim running")
+        while not self.stop.is_set():
+            timeout = 1.0
+            if self.timers:
+                timeout = max(0.0, min(1.0, self.timers[0][0] - time.time()))
+            try:
+                kind, pod = self.queue.get(timeout=timeout)
+                self._on_pod(kind, pod)
+                while True:  # drain without sleeping
+                    kind, pod = self.queue.get_nowait()
+                    self._on_pod(kind, pod)
+            except queue.Empty:
+                pass
+            now = time.time()
+            due: set[str] = set()
+            while self.timers and self.timers[0][0] <= now:
+                due.add(heapq.heappop(self.timers)[1])
+            for uid in due:
+                self._reconcile_safe(uid)
+
+    def _watch_pods(self) -> None:
+        selector = "spec.nodeName!="
+        while not self.stop.is_set():
+            try:
+                resp = self.v1.list_pod_for_all_namespaces(field_selector=selector, _preload_content=False)
+                data = json.loads(resp.data)
+                seen = set()
+                for pod in data["items"]:
+                    seen.add(pod["metadata"]["uid"])
+                    self.queue.put(("SYNC", pod))
+                self.queue.put(("RELIST", {"uids": list(seen)}))
+                rv = data["metadata"]["resourceVersion"]
+                w = watch.Watch()
+                for ev in w.stream(self.v1.list_pod_for_all_namespaces, field_selector=selector,
+                                   resource_version=rv, deserialize=False, allow_watch_bookmarks=True,
+                                   timeout_seconds=300):
+                    if ev["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                        self.queue.put((ev["type"], ev.get("raw_object") or ev["object"]))
+            except Exception as exc:  # noqa: BLE001 - relist after any watch failure
+                log.warning("pod watch restarted: %s", exc)
+                time.sleep(1)
+
+    def _on_pod(self, kind: str, pod: dict) -> None:
+        if kind == "RELIST":
+            for uid in list(self.pods):
+                if uid not in pod["uids"]:
+                    self._forget(uid)
+            return
+        uid = pod["metadata"]["uid"]
+        if kind == "DELETED":
+            self._forget(uid)
+            return
+        old = self.pods.get(uid)
+        self.pods[uid] = pod
+        if old is None or old["metadata"].get("deletionTimestamp") != pod["metadata"].get("deletionTimestamp") \
+                or old["metadata"].get("generation") != pod["metadata"].get("generation"):
+            self._schedule(uid, 0)
+
+    def _forget(self, uid: str) -> None:
+        self.pods.pop(uid, None)
+        sim = self.sims.pop(uid, None)
+        if sim and sim.ip:
+            self.ip_used.discard(sim.ip)
+        for key in [k for k in self.events if k[0] == uid]:
+            self.events.pop(key, None)
+
+    def _schedule(self, uid: str, delay: float) -> None:
+        heapq.heappush(self.timers, (time.time() + max(0.0, delay), uid))
+
+    def _reconcile_safe(self, uid: str) -> None:
+        pod = self.pods.get(uid)
+        if pod is None:
+            return
+        try:
+            self.reconcile(pod)
+        except ApiException as exc:
+            if exc.status == 404:
+                self._forget(uid)
+                return
+            log.warning("reconcile %s/%s: %s %s", pod["metadata"]["namespace"], pod["metadata"]["name"],
+                        exc.status, exc.reason)
+            self._schedule(uid, 2)
+        except Exception:  # noqa: BLE001 - one bad pod must not stop the node
+            log.exception("reconcile %s failed", uid)
+            self._schedule(uid, 5)
+
+    # ---- API helpers
+    def node(self, name: str) -> dict:
+        cached = self.node_cache.get(name)
+        if cached and cached[0] > time.time():
+            return cached[1]
+        try:
+            data = json.loads(self.v1.read_node(name, _preload_content=False).data)
+        except ApiException:
+            data = {}
+        self.node_cache[name] = (time.time() + 30, data)
+        return data
+
+    def event(self, pod: dict, etype: str, reason: str, message: str, container: str | None = None,
+              init: bool = False, min_interval: float = 0) -> None:
+        md = pod["metadata"]
+        key = (md["uid"], reason, message)
+        now = time.time()
+        prior = self.events.get(key)
+        if prior and now - prior[2] < min_interval:
+            return
+        ref = {"kind": "Pod", "namespace": md["namespace"], "name": md["name"], "uid": md["uid"],
+               "apiVersion": "v1", "resourceVersion": md.get("resourceVersion", "")}
+        if container:
+            ref["fieldPath"] = f"spec.{'initContainers' if init else 'containers'}{{{container}}}"
+        try:
+            if prior:
+                name, count, _ = prior
+                self.v1.patch_namespaced_event(name, md["namespace"],
+                                               {"count": count + 1, "lastTimestamp": now_iso(now)},
+                                               _preload_content=False)
+                self.events[key] = (name, count + 1, now)
+                return
+            name = f"{md['name']}.{uuid.uuid4().hex[:16]}"
+            self.v1.create_namespaced_event(md["namespace"], {
+                "metadata": {"name": name, "namespace": md["namespace"]},
+                "involvedObject": ref, "reason": reason, "message": message, "type": etype,
+                "source": {"component": "kubelet", "host": pod["spec"]["nodeName"]},
+                "reportingComponent": "kubelet", "reportingInstance": pod["spec"]["nodeName"],
+                "firstTimestamp": now_iso(now), "lastTimestamp": now_iso(now), "count": 1,
+            }, _preload_content=False)
+            self.events[key] = (name, 1, now)
+        except ApiException as exc:
+            if exc.status != 404 and exc.status != 403:
+                log.warning("event %s for %s: %s", reason, md["name"], exc.reason)
+
+    def pull_hosts(self, pod: dict) -> set[str]:
+        """Registry hosts the pod has a usable pull secret for (pod's or its ServiceAccount's)."""
+        ns = pod["metadata"]["namespace"]
+        names = [s.get("name") for s in pod["spec"].get("imagePullSecrets") or []]
+        sa_name = pod["spec"].get("serviceAccountName") or "default"
+        try:
+            sa = json.loads(self.v1.read_namespaced_service_account(sa_name, ns, _preload_content=False).data)
+            names += [s.get("name") for s in sa.get("imagePullSecrets") or []]
+        except ApiException:
+            pass
+        hosts: set[str] = set()
+        for name in filter(None, names):
+            try:
+                sec = json.loads(self.v1.read_namespaced_secret(name, ns, _preload_content=False).data)
+            except ApiException:
+                continue
+            raw = (sec.get("data") or {}).get(".dockerconfigjson") or (sec.get("data") or {}).get(".dockercfg")
+            if not raw:
+                continue
+            try:
+                cfg = json.loads(base64.b64decode(raw))
+            except ValueError:
+                continue
+            for host in (cfg.get("auths") or cfg).keys():
+                hosts.add(re.sub(r"^https?://", "", host).split("/")[0])
+        return hosts
+
+    def get_obj(self, kind: str, ns: str, name: str) -> dict | None:
+        try:
+            fn = self.v1.read_namespaced_config_map if kind == "configmap" else self.v1.read_namespaced_secret
+            return json.loads(fn(name, ns, _preload_content=False).data)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # ---- the kubelet part
+    def reconcile(self, pod: dict) -> None:
+        md, spec = pod["metadata"], pod["spec"]
+        uid = md["uid"]
+        sim = self.sims.get(uid)
+        if sim is None:
+            sim = self._adopt(pod)
+        now = time.time()
+        if md.get("deletionTimestamp"):
+            self._terminate_pod(pod, sim, now)
+            return
+        if sim.finished:
+            return
+        sim.phase = pod.get("status", {}).get("phase", "Pending")
+
+        volume_error = self._volume_error(pod)
+        wake: list[float] = []
+        if volume_error:
+            self.event(pod, "Warning", "FailedMount", volume_error, min_interval=30)
+            for c in sim.containers.values():
+                c.state = {"waiting": {"reason": "PodInitializing" if c.init else "ContainerCreating"}}
+            wake.append(now + 5)
+        else:
+            inits_done = True
+            for cspec in spec.get("initContainers") or []:
+                c = sim.containers[cspec["name"]]
+                self._step(pod, sim, c, cspec, now, wake)
+                sidecar_ok = c.sidecar and c.started
+                if not (c.stage == "done" and c.last.get("terminated", {}).get("exitCode", 1) == 0) \
+                        and not sidecar_ok and not (c.stage == "done" and c.state.get("terminated", {}).get("exitCode") == 0):
+                    inits_done = False
+                    break
+            if inits_done:
+                for cspec in spec.get("containers") or []:
+                    self._step(pod, sim, sim.containers[cspec["name"]], cspec, now, wake)
+            else:
+                for cspec in spec.get("containers") or []:
+                    sim.containers[cspec["name"]].state = {"waiting": {"reason": "PodInitializing"}}
+        self._write_status(pod, sim, now)
+        self._report_usage(pod, sim)
+        if wake:
+            self._schedule(uid, max(0.05, min(wake) - time.time()))
+
+    def _adopt(self, pod: dict) -> PodSim:
+        md, spec = pod["metadata"], pod["spec"]
+        sim = PodSim(uid=md["uid"], ns=md["namespace"], name=md["name"], node=spec["nodeName"])
+        st = pod.get("status") or {}
+        if spec.get("hostNetwork"):
+            sim.ip = "127.0.0.1"
+        else:
+            sim.ip = st.get("podIP") or self._alloc_ip()
+            self.ip_used.add(sim.ip)
+        if st.get("startTime"):
+            sim.start = datetime.strptime(st["startTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+        prior = {cs["name"]: cs for cs in (st.get("containerStatuses") or []) + (st.get("initContainerStatuses") or [])}
+        for cspec in spec.get("initContainers") or []:
+            c = CSim(cspec["name"], init=True, sidecar=cspec.get("restartPolicy") == "Always")
+            c.restarts = prior.get(c.name, {}).get("restartCount", 0)
+            sim.containers[c.name] = c
+        for cspec in spec.get("containers") or []:
+            c = CSim(cspec["name"], init=False)
+            c.restarts = prior.get(c.name, {}).get("restartCount", 0)
+            sim.containers[c.name] = c
+        self.sims[sim.uid] = sim
+        return sim
+
+    def _alloc_ip(self) -> str:
+        for _ in range(65000):
+            n = self.ip_next
+            self.ip_next = 2 if self.ip_next >= 65000 else self.ip_next + 1
+            ip = f"10.244.{n // 256}.{n % 256}"
+            if n % 256 in (0, 255) or ip in self.ip_used:
+                continue
+            return ip
+        raise RuntimeError("pod IP range exhausted")
+
+    def _volume_error(self, pod: dict) -> str:
+        ns = pod["metadata"]["namespace"]
+        for vol in pod["spec"].get("volumes") or []:
+            for kind, field_name, ref_key in (("configmap", "configMap", "name"), ("secret", "secret", "secretName")):
+                src = vol.get(field_name)
+                if src and not src.get("optional") and src.get(ref_key):
+                    obj = self.get_obj(kind, ns, src[ref_key])
+                    if obj is None:
+                        return f'MountVolume.SetUp failed for volume "{vol["name"]}" : {kind} "{src[ref_key]}" not found'
+            proj = vol.get("projected")
+            for source in (proj or {}).get("sources") or []:
+                for kind, field_name in (("configmap", "configMap"), ("secret", "secret")):
+                    src = source.get(field_name)
+                    if src and not src.get("optional") and self.get_obj(kind, ns, src.get("name", "")) is None:
+                        return f'MountVolume.SetUp failed for volume "{vol["name"]}" : {kind} "{src.get("name")}" not found'
+        return ""
+
+    def _config_error(self, pod: dict, cspec: dict) -> tuple[str, dict[str, str]]:
+        """CreateContainerConfigError message (or "") and the container's environment."""
+        ns = pod["metadata"]["namespace"]
+        env: dict[str, str] = {"HOSTNAME": pod["metadata"]["name"], "PATH": "/usr/local/bin:/usr/bin:/bin"}
+        for ef in cspec.get("envFrom") or []:
+            for kind, fname, label in (("configmap", "configMapRef", "configmap"), ("secret", "secretRef", "secret")):
+                ref = ef.get(fname)
+                if not ref:
+                    continue
+                obj = self.get_obj(kind, ns, ref.get("name", ""))
+                if obj is None:
+                    if ref.get("optional"):
+                        continue
+                    return f'{label} "{ref.get("name")}" not found', env
+                for k, v in (obj.get("data") or {}).items():
+                    env[ef.get("prefix", "") + k] = base64.b64decode(v).decode(errors="replace") if kind == "secret" else v
+        for e in cspec.get("env") or []:
+            if "value" in e:
+                env[e["name"]] = str(e.get("value", ""))
+                continue
+            vf = e.get("valueFrom") or {}
+            for kind, fname, title in (("configmap", "configMapKeyRef", "ConfigMap"), ("secret", "secretKeyRef", "Secret")):
+                ref = vf.get(fname)
+                if not ref:
+                    continue
+                obj = self.get_obj(kind, ns, ref.get("name", ""))
+                if obj is None:
+                    if ref.get("optional"):
+                        break
+                    return f'{kind} "{ref.get("name")}" not found', env
+                data = obj.get("data") or {}
+                if ref["key"] not in data:
+                    if ref.get("optional"):
+                        break
+                    return f'couldn\'t find key {ref["key"]} in {title} {ns}/{ref.get("name")}', env
+                val = data[ref["key"]]
+                env[e["name"]] = base64.b64decode(val).decode(errors="replace") if kind == "secret" else val
+            if "fieldRef" in vf:
+                env[e["name"]] = {"metadata.name": pod["metadata"]["name"], "metadata.namespace": ns,
+                                  "spec.nodeName": pod["spec"]["nodeName"]}.get(vf["fieldRef"].get("fieldPath"), "")
+        return "", env
+
+    def _backoff(self, n: int) -> float:
+        return min(MAX_BACKOFF, 10.0 * (2 ** max(0, n - 1))) * BACKOFF_SCALE
+
+    def _step(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, now: float, wake: list[float]) -> None:
+        """Advance one container as far as `now` allows; append when it next needs a look."""
+        if c.wake > now and c.stage not in ("running",):
+            wake.append(c.wake)
+            return
+        image = cspec.get("image", "")
+        ref = parse_image(image)
+        policy = cspec.get("imagePullPolicy") or ("Always" if ref and ref.tag == "latest" else "IfNotPresent")
+        node_imgs = self.node_images.setdefault(sim.node, set())
+        pod_name = f"{sim.name}_{sim.ns}({sim.uid})"
+
+        if c.stage in ("new", "pull-backoff"):
+            if ref is None:
+                msg = f'Failed to apply default image tag "{image}": couldn\'t parse image name "{image}": invalid reference format'
+                c.state = {"waiting": {"reason": "InvalidImageName", "message": msg}}
+                self.event(pod, "Warning", "InspectFailed", msg, c.name, c.init, min_interval=60)
+                self.event(pod, "Warning", "Failed", "Error: InvalidImageName", c.name, c.init, min_interval=60)
+                c.wake = now + 30
+                wake.append(c.wake)
+                return
+            present = ref.full in node_imgs
+            if policy == "Never" and not present:
+                msg = f'Container image "{image}" is not present with pull policy of Never'
+                c.state = {"waiting": {"reason": "ErrImageNeverPull", "message": msg}}
+                self.event(pod, "Warning", "ErrImageNeverPull", msg, c.name, c.init, min_interval=60)
+                self.event(pod, "Warning", "Failed", "Error: ErrImageNeverPull", c.name, c.init, min_interval=60)
+                c.wake = now + 30
+                wake.append(c.wake)
+                return
+            if present and policy != "Always":
+                self.event(pod, "Normal", "Pulled", f'Container image "{image}" already present on machine',
+                           c.name, c.init)
+                c.stage = "created"
+            else:
+                self.event(pod, "Normal", "Pulling", f'Pulling image "{image}"', c.name, c.init,
+                           min_interval=1 if c.pull_failures else 0)
+                c.stage, c.wake = "pulling", now + PULL_SECONDS
+                if "waiting" not in c.state or c.state["waiting"].get("reason") not in ("ImagePullBackOff", "ErrImagePull"):
+                    c.state = {"waiting": {"reason": "ContainerCreating" if not c.init else "PodInitializing"}}
+                wake.append(c.wake)
+                return
+
+        if c.stage == "pulling":
+            img, err = self.registry.resolve(ref, self.pull_hosts(pod))
+            if err:
+                c.pull_failures += 1
+                self.event(pod, "Warning", "Failed", f'Failed to pull image "{image}": {err}', c.name, c.init)
+                self.event(pod, "Warning", "Failed", "Error: ErrImagePull", c.name, c.init)
+                if c.pull_failures == 1 or c.state.get("waiting", {}).get("reason") != "ImagePullBackOff":
+                    c.state = {"waiting": {"reason": "ErrImagePull", "message": err}}
+                delay = self._backoff(c.pull_failures)
+                c.stage, c.wake = "pull-wait", now + min(2.0, delay)
+                c.probe_next["pull_retry"] = now + delay
+                c.probe_next["pull_err"] = err  # type: ignore[assignment]
+                wake.append(c.wake)
+                return
+            size = int(img.get("size", 10_000_000))
+            self.event(pod, "Normal", "Pulled",
+                       f'Successfully pulled image "{image}" in {int(PULL_SECONDS * 1000)}ms '
+                       f"({int(PULL_SECONDS * 1000)}ms including waiting). Image size: {size} bytes.", c.name, c.init)
+            node_imgs.add(ref.full)
+            c.pull_failures = 0
+            c.stage = "created"
+
+        if c.stage == "pull-wait":
+            retry = c.probe_next.get("pull_retry", now)
+            if now < retry:
+                msg = f'Back-off pulling image "{image}": ErrImagePull: {c.probe_next.get("pull_err")}'
+                c.state = {"waiting": {"reason": "ImagePullBackOff", "message": msg}}
+                self.event(pod, "Normal", "BackOff", f'Back-off pulling image "{image}"', c.name, c.init, min_interval=10)
+                c.wake = retry
+                wake.append(retry)
+                return
+            c.stage = "pull-backoff"
+            self._step(pod, sim, c, cspec, now, wake)
+            return
+
+        if c.stage == "created":
+            err, env = self._config_error(pod, cspec)
+            if err:
+                c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": err}}
+                self.event(pod, "Warning", "Failed", f"Error: {err}", c.name, c.init, min_interval=10)
+                c.wake = now + 5
+                wake.append(c.wake)
+                return
+            img, _ = self.registry.resolve(ref, {ref.host})
+            self._start(pod, sim, c, cspec, img or {}, env, now)
+
+        if c.stage == "backoff":
+            if now < c.wake:
+                wake.append(c.wake)
+                return
+            c.restarts += 1
+            c.stage = "created"
+            self._step(pod, sim, c, cspec, now, wake)
+            return
+
+        if c.stage == "running":
+            self._run(pod, sim, c, cspec, now, wake)
+
+    def _start(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, img: dict, env: dict, now: float) -> None:
+        argv = list(cspec.get("command") or img.get("entrypoint") or [])
+        argv += list(cspec.get("args") if cspec.get("args") is not None else
+                     ([] if cspec.get("command") else img.get("cmd") or []))
+        exe = argv[0] if argv else ""
+        c.container_id = "containerd://" + hashlib.sha256(f"{sim.uid}{c.name}{c.restarts}".encode()).hexdigest()
+        c.image_ref = image_id(cspec.get("image", ""))
+        if not exe or not has_binary(img, exe):
+            msg = (f"failed to create containerd task: failed to create shim task: OCI runtime create failed: "
+                   f"runc create failed: unable to start container process: error during container init: "
+                   f'exec: "{exe}": executable file not found in $PATH: unknown')
+            self.event(pod, "Normal", "Created", f"Created container: {c.name}", c.name, c.init)
+            self.event(pod, "Warning", "Failed", f"Error: {msg}", c.name, c.init)
+            term = {"exitCode": 128, "reason": "StartError", "message": msg,
+                    "startedAt": "1970-01-01T00:00:00Z", "finishedAt": now_iso(now), "containerID": c.container_id}
+            self._exited(pod, sim, c, cspec, term, now, run_error="RunContainerError")
+            return
+        plan = self._plan(pod, sim, c, cspec, img, env, argv, now)
+        c.plan, c.stage, c.started_at, c.started = plan, "running", now, True
+        c.state = {"running": {"startedAt": now_iso(now)}}
+        c.ready = False
+        c.probe_fail, c.probe_ok, c.probe_next = {}, {}, {}
+        self.event(pod, "Normal", "Created", f"Created container: {c.name}", c.name, c.init)
+        self.event(pod, "Normal", "Started", f"Started container {c.name}", c.name, c.init)
+        self._write_log(sim, c, plan.lines, now, rotate=True)
+
+    def _plan(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, img: dict, env: dict,
+              argv: list[str], now: float) -> Plan:
+        program = img.get("program", "serve")
+        port = (img.get("ports") or [0])[0]
+        fill = lambda s: str(s).replace("{port}", str(port)).replace("{pod}", sim.name).replace(  # noqa: E731
+            "{now}", datetime.now(timezone.utc).strftime("%Y/%m/%d %H:%M:%S"))
+        mem = parse_quantity(img.get("memory", "8Mi"))
+        plan = Plan(lines=[], exit_at=None, memory=mem, cpu=parse_quantity(img.get("cpu", "1m")),
+                    ports=[int(p) for p in img.get("ports") or []], http_paths=list(img.get("http_paths") or []))
+        node = self.node(sim.node)
+        arch = (node.get("status", {}).get("nodeInfo") or {}).get("architecture") or "amd64"
+        if arch not in (img.get("arch") or DEFAULT_ARCHES):
+            plan.lines, plan.exit_at, plan.code, plan.reason = [f"exec {argv[0]}: exec format error"], now + 0.2, 1, "Error"
+            return plan
+        base = argv[0].rsplit("/", 1)[-1]
+        custom_cmd = bool(cspec.get("command") or cspec.get("args") is not None)
+        if program == "shell" or (custom_cmd and (base in SHELLS or base in APPLETS or base in ("python", "python3"))):
+            if base in SHELLS:
+                script = argv[argv.index("-c") + 1] if "-c" in argv and argv.index("-c") + 1 < len(argv) else ""
+                result = run_shell(script, env, img) if script else RunResult()
+            elif base in ("python", "python3"):
+                code = argv[argv.index("-c") + 1] if "-c" in argv and argv.index("-c") + 1 < len(argv) else ""
+                result = run_python(code) if code else RunResult()
+            else:
+                result = run_shell(shlex.join(argv), env, img)
+            plan.lines = result.lines
+            if result.code is not None:
+                plan.exit_at, plan.code = now + max(0.3, result.duration), result.code
+                plan.reason = "Completed" if result.code == 0 else "Error"
+            plan.ports = []
+        elif program == "stress":
+            args = " ".join(argv)
+            m = re.search(r"--vm-bytes\s+(\d+[kKmMgG]?)", args)
+            if m:
+                plan.memory = parse_quantity(m.group(1).upper().replace("K", "Ki").replace("M", "Mi").replace("G", "Gi"))
+            plan.lines = ["stress: info: [1] dispatching hogs: 0 cpu, 0 io, 1 vm, 0 hdd"]
+            t = re.search(r"--timeout\s+(\d+)", args)
+            if "--help" in args or "--vm" not in args:
+                plan.lines, plan.exit_at, plan.code, plan.reason = ["`stress' imposes certain types of compute stress on your system"], now + 0.2, 0, "Completed"
+            elif t:
+                plan.exit_at = now + int(t.group(1))
+        elif program == "exit":
+            plan.lines = [fill(l) for l in img.get("logs") or []]
+            plan.exit_at, plan.code = now + float(img.get("runtime", 1)), int(img.get("exit_code", 1))
+            plan.reason = "Completed" if plan.code == 0 else "Error"
+        else:  # serve
+            missing = [alts for alts in img.get("requires_env") or [] if not any(env.get(a) for a in alts)]
+            if missing:
+                plan.lines = [fill(l) for l in img.get("missing_env_logs") or [f"missing {missing[0][0]}"]]
+                plan.exit_at, plan.code, plan.reason = now + 0.5, 1, "Error"
+            else:
+                plan.lines = [fill(l) for l in img.get("logs") or []]
+        # Memory use above the container limit: the kernel OOM killer ends it (137).
+        limit = parse_quantity(((cspec.get("resources") or {}).get("limits") or {}).get("memory"))
+        peak = max(plan.memory, parse_quantity(img.get("memory_peak")) if img.get("memory_peak") else 0)
+        if limit and peak > limit:
+            when = now + (float(img.get("peak_after", 1.5)) if img.get("memory_peak") else 1.5)
+            if plan.exit_at is None or when < plan.exit_at:
+                plan.exit_at, plan.code, plan.reason = when, 137, "OOMKilled"
+                plan.memory = limit
+        elif img.get("memory_peak"):
+            plan.memory = peak  # grows to its peak; reported once it gets there
+        return plan
+
+    def _run(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, now: float, wake: list[float]) -> None:
+        plan = c.plan
+        assert plan is not None
+        if plan.exit_at is not None and now >= plan.exit_at:
+            term = {"exitCode": plan.code, "reason": plan.reason, "startedAt": now_iso(c.started_at),
+                    "finishedAt": now_iso(plan.exit_at), "containerID": c.container_id}
+            if plan.reason == "OOMKilled":
+                self.event(pod, "Warning", "OOMKilling",
+                           f"Memory cgroup out of memory: Killed process in container {c.name}", c.name, c.init)
+            self._exited(pod, sim, c, cspec, term, now)
+            return
+        if plan.exit_at is not None:
+            wake.append(plan.exit_at)
+        # Probes, as the kubelet runs them.
+        alive = self._probe(pod, sim, c, cspec, "startupProbe", now, wake)
+        if alive is False:
+            return
+        if alive is None:  # startup probe still pending: no other probes yet
+            return
+        if self._probe(pod, sim, c, cspec, "livenessProbe", now, wake) is False:
+            return
+        ready = self._probe(pod, sim, c, cspec, "readinessProbe", now, wake)
+        c.ready = bool(ready) if "readinessProbe" in cspec else True
+        if c.init and not c.sidecar:
+            c.ready = False
+
+    def _probe(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, kind: str, now: float,
+               wake: list[float]) -> bool | None:
+        probe = cspec.get(kind)
+        if not probe:
+            return True
+        if kind == "startupProbe" and c.probe_ok.get(kind):
+            return True
+        period = float(probe.get("periodSeconds", 10))
+        due = c.probe_next.get(kind, c.started_at + float(probe.get("initialDelaySeconds", 0)))
+        if now < due:
+            wake.append(due)
+            return c.probe_ok.get(kind, False if kind != "livenessProbe" else True) if kind != "startupProbe" else None
+        c.probe_next[kind] = now + period
+        wake.append(now + period)
+        ok, msg = self._probe_once(sim, c, cspec, probe)
+        label = {"readinessProbe": "Readiness", "livenessProbe": "Liveness", "startupProbe": "Startup"}[kind]
+        if ok:
+            c.probe_fail[kind] = 0
+            c.probe_ok[kind] = True
+            return True
+        c.probe_fail[kind] = c.probe_fail.get(kind, 0) + 1
+        self.event(pod, "Warning", "Unhealthy", f"{label} probe failed: {msg}", c.name, c.init)
+        if c.probe_fail[kind] < int(probe.get("failureThreshold", 3)):
+            return c.probe_ok.get(kind, False) if kind == "readinessProbe" else (True if kind == "livenessProbe" else None)
+        c.probe_ok[kind] = False
+        if kind == "readinessProbe":
+            return False
+        # liveness/startup failure: the kubelet kills and restarts the container.
+        why = "liveness" if kind == "livenessProbe" else "startup"
+        self.event(pod, "Normal", "Killing", f"Container {c.name} failed {why} probe, will be restarted", c.name, c.init)
+        term = {"exitCode": 137, "reason": "Error", "startedAt": now_iso(c.started_at), "finishedAt": now_iso(now),
+                "containerID": c.container_id}
+        self._exited(pod, sim, c, cspec, term, now, force_restart=True)
+        return False
+
+    def _probe_once(self, sim: PodSim, c: CSim, cspec: dict, probe: dict) -> tuple[bool, str]:
+        plan = c.plan
+        assert plan is not None
+        ports = {p.get("name"): p.get("containerPort") for p in cspec.get("ports") or []}
+        if "httpGet" in probe:
+            hg = probe["httpGet"]
+            port = ports.get(hg.get("port"), hg.get("port"))
+            path = hg.get("path", "/")
+            url = f"{hg.get('scheme', 'HTTP').lower()}://{sim.ip}:{port}{path}"
+            if port not in plan.ports:
+                return False, f'Get "{url}": dial tcp {sim.ip}:{port}: connect: connection refused'
+            if plan.http_paths and path.split("?")[0] not in plan.http_paths:
+                return False, "HTTP probe failed with statuscode: 404"
+            return True, ""
+        if "tcpSocket" in probe:
+            port = ports.get(probe["tcpSocket"].get("port"), probe["tcpSocket"].get("port"))
+            if port not in plan.ports:
+                return False, f"dial tcp {sim.ip}:{port}: connect: connection refused"
+            return True, ""
+        if "grpc" in probe:
+            port = probe["grpc"].get("port")
+            return (port in plan.ports), f'timeout: failed to connect service "{sim.ip}:{port}" within 1s'
+        if "exec" in probe:
+            cmd = probe["exec"].get("command") or []
+            img, _ = self.registry.resolve(parse_image(cspec.get("image", "")) or ImageRef("", "", "", "", None), {"*"})
+            result = run_shell(shlex.join(cmd), {}, img or {"binaries": ["*shell*"]})
+            if result.code in (0, None):
+                return True, ""
+            return False, "\n".join(result.lines)
+        return True, ""
+
+    def _exited(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, term: dict, now: float,
+                run_error: str = "", force_restart: bool = False) -> None:
+        c.ready = False
+        c.last = {"terminated": term}
+        c.state = {"terminated": term}
+        c.plan = c.plan if c.plan else None
+        policy = pod["spec"].get("restartPolicy", "Always")
+        if c.sidecar:
+            policy = "Always"
+        code = term["exitCode"]
+        restart = force_restart or policy == "Always" or (policy == "OnFailure" and code != 0)
+        if c.init and not c.sidecar and code == 0:
+            restart = False
+        if not restart:
+            c.stage = "done"
+            c.last = {}
+            return
+        # Back-off before the next start: the first restart is quick, then 10s, 20s, ... 5m.
+        delay = 0.5 if c.restarts == 0 else self._backoff(c.restarts)
+        c.stage, c.wake = "backoff", now + delay
+        if delay > 1:
+            reason = run_error if run_error and c.restarts == 0 else "CrashLoopBackOff"
+            c.state = {"waiting": {"reason": reason,
+                                   "message": f"back-off {int(delay)}s restarting failed container={c.name} "
+                                              f"pod={sim.name}_{sim.ns}({sim.uid})"}}
+            self.event(pod, "Warning", "BackOff",
+                       f"Back-off restarting failed container {c.name} in pod {sim.name}_{sim.ns}({sim.uid})",
+                       c.name, c.init, min_interval=5)
+        elif run_error:
+            c.state = {"waiting": {"reason": run_error, "message": term.get("message", "")}}
+
+    def _terminate_pod(self, pod: dict, sim: PodSim, now: float) -> None:
+        md = pod["metadata"]
+        if not sim.deleting:
+            sim.deleting = True
+            for c in sim.containers.values():
+                if c.stage == "running":
+                    self.event(pod, "Normal", "Killing", f"Stopping container {c.name}", c.name, c.init)
+            grace = md.get("deletionGracePeriodSeconds") or 0
+            # Containers stop on SIGTERM quickly; never hold a pod longer than 2s.
+            self._schedule(sim.uid, min(float(grace), 1.0))
+            return
+        try:
+            self.v1.delete_namespaced_pod(md["name"], md["namespace"], grace_period_seconds=0,
+                                          body=client.V1DeleteOptions(grace_period_seconds=0,
+                                                                      preconditions={"uid": md["uid"]}),
+                                          _preload_content=False)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+        sim.finished = True
+
+    # ---- status, logs, usage
+    def _container_status(self, c: CSim, cspec: dict) -> dict:
+        st = {"name": c.name, "image": cspec.get("image", ""), "imageID": c.image_ref if c.started else "",
+              "ready": c.ready, "restartCount": c.restarts, "state": c.state, "lastState": c.last,
+              "started": c.stage == "running"}
+        if c.container_id and c.started:
+            st["containerID"] = c.container_id
+        return st
+
+    def _write_status(self, pod: dict, sim: PodSim, now: float) -> None:
+        spec = pod["spec"]
+        inits = [self._container_status(sim.containers[cs["name"]], cs) for cs in spec.get("initContainers") or []]
+        mains = [self._container_status(sim.containers[cs["name"]], cs) for cs in spec.get("containers") or []]
+        init_done = all(s["state"].get("terminated", {}).get("exitCode") == 0 or
+                        (sim.containers[s["name"]].sidecar and sim.containers[s["name"]].started) or
+                        (sim.containers[s["name"]].stage == "done" and not sim.containers[s["name"]].last)
+                        for s in inits)
+        policy = spec.get("restartPolicy", "Always")
+        cs_main = [sim.containers[cs["name"]] for cs in spec.get("containers") or []]
+        if all(c.stage == "done" for c in cs_main) and cs_main:
+            failed = any(c.state.get("terminated", {}).get("exitCode", 0) != 0 for c in cs_main)
+            phase = "Failed" if failed else "Succeeded"
+        elif any(c.stage == "done" and c.init and not c.sidecar and c.state.get("terminated", {}).get("exitCode", 0) != 0
+                 for c in sim.containers.values()) and policy == "Never":
+            phase = "Failed"
+        elif init_done and all(c.started for c in cs_main):
+            phase = "Running"
+        else:
+            phase = "Pending"
+        ready = phase == "Running" and all(c.ready for c in cs_main)
+        prior = {c["type"]: c for c in (pod.get("status") or {}).get("conditions") or []}
+
+        def cond(ctype: str, ok: bool, reason: str = "") -> dict:
+            status = "True" if ok else "False"
+            old = prior.get(ctype)
+            c = {"type": ctype, "status": status,
+                 "lastTransitionTime": old["lastTransitionTime"] if old and old.get("status") == status else now_iso(now),
+                 "lastProbeTime": None}
+            if not ok and reason:
+                c["reason"] = reason
+            return c
+
+        not_ready = [c.name for c in cs_main if not c.ready]
+        conditions = [
+            cond("PodReadyToStartContainers", True),
+            cond("Initialized", init_done, "ContainersNotInitialized"),
+            cond("Ready", ready, "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"),
+            cond("ContainersReady", ready, "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"),
+        ]
+        for c in conditions:
+            if c["type"] in ("Ready", "ContainersReady") and c["status"] == "False" and phase not in ("Succeeded", "Failed"):
+                c["message"] = f"containers with unready status: [{' '.join(not_ready)}]"
+        if "PodScheduled" in prior:
+            conditions.append(prior["PodScheduled"])
+        host_ip = "127.0.0.1"
+        status = {
+            "phase": phase, "conditions": conditions, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
+            "podIP": sim.ip, "podIPs": [{"ip": sim.ip}], "startTime": now_iso(sim.start),
+            "containerStatuses": mains,
+        }
+        if inits:
+            status["initContainerStatuses"] = inits
+        digest = json.dumps(status, sort_keys=True)
+        if digest == sim.last_status:
+            return
+        md = pod["metadata"]
+        self.v1.patch_namespaced_pod_status(md["name"], md["namespace"], {"status": status},
+                                            _content_type="application/merge-patch+json", _preload_content=False)
+        sim.last_status = digest
+        if phase in ("Succeeded", "Failed"):
+            sim.finished = True
+
+    def _log_paths(self, sim: PodSim, c: CSim) -> tuple[Path, Path]:
+        d = self.logdir / f"{sim.ns}_{sim.name}_{sim.uid}" / c.name
+        return d / "current.log", d / "previous.log"
+
+    def _write_log(self, sim: PodSim, c: CSim, lines: list[str], now: float, rotate: bool = False) -> None:
+        cur, prev = self._log_paths(sim, c)
+        cur.parent.mkdir(parents=True, exist_ok=True)
+        if rotate:
+            if cur.exists() and c.restarts > 0:
+                cur.replace(prev)
+            cur.write_text("")
+            if not prev.exists():
+                prev.write_text("")
+        with cur.open("a") as f:
+            for i, line in enumerate(lines):
+                ts = datetime.fromtimestamp(now + i * 0.001, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                stream = "stderr" if "error" in line.lower() or "panic" in line.lower() else "stdout"
+                f.write(f"{ts} {stream} F {line}\n")
+        if not sim.logs_registered:
+            self._register_logs(sim)
+
+    def _owner(self, sim: PodSim) -> list[dict]:
+        return [{"apiVersion": "v1", "kind": "Pod", "name": sim.name, "uid": sim.uid}]
+
+    def _register_logs(self, sim: PodSim) -> None:
+        logs = []
+        for c in sim.containers.values():
+            cur, prev = self._log_paths(sim, c)
+            cur.parent.mkdir(parents=True, exist_ok=True)
+            for p in (cur, prev):
+                if not p.exists():
+                    p.write_text("")
+            logs.append({"containers": [c.name], "logsFile": str(cur), "previousLogsFile": str(prev), "follow": True})
+        body = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
+                "metadata": {"name": sim.name, "namespace": sim.ns, "ownerReferences": self._owner(sim)},
+                "spec": {"logs": logs}}
+        try:
+            self.custom.create_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", sim.ns, "logs", body,
+                                                        _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 409:
+                if exc.status != 403:  # 403: the namespace is being deleted
+                    log.warning("logs object for %s/%s: %s", sim.ns, sim.name, exc.reason)
+                return
+        sim.logs_registered = True
+
+    def _report_usage(self, pod: dict, sim: PodSim) -> None:
+        usages = []
+        for c in sim.containers.values():
+            running = c.stage == "running" and c.plan is not None
+            mem = c.plan.memory if running else 0
+            cpu = c.plan.cpu if running else 0
+            usages.append({"containers": [c.name], "usage": {
+                "memory": {"value": f"{int(mem)}"}, "cpu": {"value": f"{int(cpu * 1e9)}n"}}})
+        digest = json.dumps(usages, sort_keys=True)
+        if digest == sim.usage_sent:
+            return
+        body = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ResourceUsage",
+                "metadata": {"name": sim.name, "namespace": sim.ns, "ownerReferences": self._owner(sim)},
+                "spec": {"usages": usages}}
+        try:
+            if sim.usage_sent:
+                self.custom.patch_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", sim.ns, "resourceusages",
+                                                           sim.name, {"spec": {"usages": usages}},
+                                                           _preload_content=False)
+            else:
+                try:
+                    self.custom.create_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", sim.ns,
+                                                                "resourceusages", body, _preload_content=False)
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+                    self.custom.patch_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", sim.ns,
+                                                               "resourceusages", sim.name,
+                                                               {"spec": {"usages": usages}}, _preload_content=False)
+            sim.usage_sent = digest
+        except ApiException as exc:
+            if exc.status not in (403, 404):  # 403: the namespace is being deleted
+                log.warning("resource usage for %s/%s: %s", sim.ns, sim.name, exc.reason)
+
+
+def image_id(image: str) -> str:
+    ref = parse_image(image)
+    if not ref:
+        return ""
+    return f"{ref.host}/{ref.repo}@sha256:{hashlib.sha256(ref.full.encode()).hexdigest()}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kubeconfig", required=True)
+    ap.add_argument("--context", required=True)
+    ap.add_argument("--state", required=True, type=Path)
+    ap.add_argument("--catalog", type=Path, default=Path(__file__).with_name("images.yaml"))
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sim = NodeSim(args.kubeconfig, args.context, args.state, args.catalog)
+    signal.signal(signal.SIGTERM, lambda *_: sim.stop.set())
+    sim.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Start the testbed cluster (or reuse a running one) and write <repo>/.testbed/kubeconfig.
+#
+# A real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+# metrics-server) run by `kwokctl --runtime binary` from binaries built by build.sh, with
+# simulated nodes served by kwok. Everything binds to 127.0.0.1; nothing is downloaded.
+# Idempotent: if the cluster answers, it is reused. Safe without stdin (CI=true).
+set -euo pipefail
+
+# shellcheck source=versions.sh
+source "$(dirname "${BASH_SOURCE[0]}")/versions.sh"
+
+# kwokctl keeps each cluster (pids, certs, logs, etcd data) under $KWOK_WORKDIR/clusters/<name>.
+export KWOK_WORKDIR="${TESTBED_STATE}/kwok"
+CLUSTER_DIR="${KWOK_WORKDIR}/clusters/${TESTBED_CLUSTER}"
+KWOKCTL="${TESTBED_BIN}/kwokctl"
+KUBECTL="${TESTBED_BIN}/kubectl"
+WAIT_TIMEOUT="${KUBILITICS_TESTBED_TIMEOUT:-180}"
+# Who plays the kubelet for pods: "nodesim" (scripts/testbed/nodesim.py: image registry catalog,
+# realistic failures) or "kwok" (kwok's fast stages: every pod Running at once; for huge loads).
+PODS_MODE="${KUBILITICS_TESTBED_PODS:-nodesim}"
+RUN_DIR="${TESTBED_STATE}/run"
+
+kc() { "${KUBECTL}" --kubeconfig "${TESTBED_KUBECONFIG}" --context "${TESTBED_CONTEXT}" "$@"; }
+
+# The cluster "answers" when /readyz says ok through our kubeconfig.
+answers() {
+  [[ -s "${TESTBED_KUBECONFIG}" && -x "${KUBECTL}" ]] &&
+    [[ "$(kc get --raw /readyz --request-timeout=5s 2>/dev/null)" == "ok" ]]
+}
+
+# wait_for DESCRIPTION SECONDS command...: poll until the command succeeds.
+wait_for() {
+  local what=$1 limit=$2 t0=$SECONDS; shift 2
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS - t0 < limit)) || tb_die "step '$what': not done after ${limit}s (logs: ${CLUSTER_DIR}/logs)"
+    sleep 1
+  done
+  tb_log "$what: ok ($((SECONDS - t0))s)"
+}
+
+# Export an admin kubeconfig with a stable context name, certs embedded so it can be copied.
+write_kubeconfig() {
+  local tmp="${TESTBED_KUBECONFIG}.tmp"
+  "${KWOKCTL}" get kubeconfig --name "${TESTBED_CLUSTER}" >"${tmp}.raw"
+  "${KUBECTL}" --kubeconfig "${tmp}.raw" config view --flatten --raw >"${tmp}"
+  rm -f "${tmp}.raw"
+  local ctx
+  ctx="$("${KUBECTL}" --kubeconfig "${tmp}" config current-context)"
+  if [[ "$ctx" != "${TESTBED_CONTEXT}" ]]; then
+    "${KUBECTL}" --kubeconfig "${tmp}" config rename-context "$ctx" "${TESTBED_CONTEXT}" >/dev/null
+  fi
+  chmod 600 "${tmp}"
+  mv "${tmp}" "${TESTBED_KUBECONFIG}"
+}
+
+# Objects every cluster gets: nodes and the kwok behaviour CRs (exec, logs, usage).
+seed_cluster() {
+  kc apply -f "${TESTBED_SCRIPTS}/manifests/nodes.yaml" >/dev/null
+  kc apply -f "${TESTBED_SCRIPTS}/manifests/kwok-defaults.yaml" >/dev/null
+}
+
+# Python with the kubernetes client for nodesim: $KUBILITICS_TESTBED_PYTHON, else a venv kept in
+# the build cache (outside the work tree), made once from PyPI.
+nodesim_python() {
+  if [[ -n "${KUBILITICS_TESTBED_PYTHON:-}" ]]; then echo "${KUBILITICS_TESTBED_PYTHON}"; return; fi
+  local venv="${TESTBED_CACHE}/venv"
+  if ! "${venv}/bin/python" -c 'import kubernetes, yaml' 2>/dev/null; then
+    tb_log "creating ${venv} for nodesim (kubernetes client, pyyaml)"
+    python3 -m venv "${venv}" >&2 || tb_die "step 'nodesim venv': python3 -m venv failed (install python3-venv)"
+    "${venv}/bin/pip" install -q "kubernetes==37.0.1" "pyyaml>=6" >&2 ||
+      tb_die "step 'nodesim venv': pip install kubernetes pyyaml failed"
+  fi
+  echo "${venv}/bin/python"
+}
+
+# Start nodesim (the kubelet stand-in) unless it is already running for this cluster.
+ensure_nodesim() {
+  [[ "${PODS_MODE}" == "nodesim" ]] || return 0
+  mkdir -p "${RUN_DIR}" "${TESTBED_STATE}/logs"
+  local pidfile="${RUN_DIR}/nodesim.pid" py
+  if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    return 0
+  fi
+  py="$(nodesim_python)"
+  # setsid + nohup: it must outlive this script (and the CI step that ran it).
+  setsid nohup "$py" "${TESTBED_SCRIPTS}/nodesim.py" --kubeconfig "${TESTBED_KUBECONFIG}" \
+    --context "${TESTBED_CONTEXT}" --state "${TESTBED_STATE}" \
+    >>"${TESTBED_STATE}/logs/nodesim.log" 2>&1 </dev/null &
+  echo $! >"$pidfile"
+  sleep 1
+  kill -0 "$(cat "$pidfile")" 2>/dev/null ||
+    tb_die "step 'start nodesim': it exited at once; see ${TESTBED_STATE}/logs/nodesim.log"
+  tb_log "nodesim started (pid $(cat "$pidfile"), log ${TESTBED_STATE}/logs/nodesim.log)"
+}
+
+T0=$SECONDS
+mkdir -p "${TESTBED_STATE}"
+
+if answers; then
+  ensure_nodesim
+  tb_log "cluster ${TESTBED_CLUSTER} already running; reusing it (kubeconfig: ${TESTBED_KUBECONFIG})"
+  exit 0
+fi
+
+"${TESTBED_SCRIPTS}/build.sh"
+
+# A cluster that exists but does not answer (machine restarted, processes killed): try to
+# start it again; if that fails, throw it away and create a fresh one.
+if [[ -d "${CLUSTER_DIR}" ]]; then
+  tb_log "cluster ${TESTBED_CLUSTER} exists but does not answer; restarting it"
+  if "${KWOKCTL}" start cluster --name "${TESTBED_CLUSTER}" --timeout 90s --wait 60s &&
+    write_kubeconfig && answers; then
+    seed_cluster
+    ensure_nodesim
+    tb_log "cluster restarted in $((SECONDS - T0))s; kubeconfig: ${TESTBED_KUBECONFIG} (context ${TESTBED_CONTEXT})"
+    exit 0
+  fi
+  tb_log "restart failed; deleting the old cluster state"
+  "${KWOKCTL}" delete cluster --name "${TESTBED_CLUSTER}" >/dev/null 2>&1 || true
+  rm -rf "${CLUSTER_DIR}"
+fi
+
+# kwokctl config: every binary by path (so it downloads nothing), loopback only, local
+# metrics-server manifest; kwok gets 127.0.0.1 as the node IP of every simulated node.
+CONFIG="${TESTBED_STATE}/kwokctl.yaml"
+mkdir -p "${TESTBED_STATE}/exec" "${TESTBED_STATE}/logs" "${KWOK_WORKDIR}/cache"
+cat >"${CONFIG}" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  runtime: binary
+  bindAddress: 127.0.0.1
+  kubeVersion: ${KUBE_VERSION}
+  kwokVersion: ${KWOK_VERSION}
+  etcdVersion: ${ETCD_VERSION}
+  metricsServerVersion: ${METRICS_SERVER_VERSION}
+  cacheDir: ${KWOK_WORKDIR}/cache
+  etcdBinary: ${TESTBED_BIN}/etcd
+  kubeApiserverBinary: ${TESTBED_BIN}/kube-apiserver
+  kubeControllerManagerBinary: ${TESTBED_BIN}/kube-controller-manager
+  kubeSchedulerBinary: ${TESTBED_BIN}/kube-scheduler
+  kubectlBinary: ${TESTBED_BIN}/kubectl
+  kwokControllerBinary: ${TESTBED_BIN}/kwok
+  metricsServerBinary: ${TESTBED_BIN}/metrics-server
+  metricsServerManifests:
+  - ${TESTBED_SCRIPTS}/manifests/metrics-server
+  enable:
+  - metrics-server
+  # Behaviour objects are CRs, so tests and the harness can add per-pod logs/exec/usage at run time.
+  enableCRDs: [Logs, ClusterLogs, Exec, ClusterExec, ResourceUsage, ClusterResourceUsage, Attach, ClusterAttach, PortForward, ClusterPortForward]
+  # A node whose kwok stops heartbeating turns NotReady within ~20s instead of 40s.
+  kubeControllerManagerNodeMonitorGracePeriodMilliseconds: 20000
+componentsPatches:
+- name: kwok-controller
+  extraArgs:
+  - key: node-ip
+    value: 127.0.0.1
+  # Pod IPs are only status data here: nothing is ever routed to them.
+  - key: cidr
+    value: 10.244.0.0/16
+EOF
+if [[ "${PODS_MODE}" == "nodesim" ]]; then
+  # Only node stages: any stage given replaces kwok's defaults, so kwok leaves pods to nodesim.
+  for stage in "${TESTBED_CACHE}"/kwok-stages/*.yaml; do
+    printf -- '---\n' >>"${CONFIG}"
+    cat "$stage" >>"${CONFIG}"
+  done
+fi
+
+tb_log "creating cluster ${TESTBED_CLUSTER} (kubernetes ${KUBE_VERSION}, kwok ${KWOK_VERSION}) ..."
+if ! "${KWOKCTL}" --config "${CONFIG}" create cluster --name "${TESTBED_CLUSTER}" \
+  --timeout "${WAIT_TIMEOUT}s" --wait "${WAIT_TIMEOUT}s" </dev/null; then
+  tb_die "step 'kwokctl create cluster' failed; component logs are in ${CLUSTER_DIR}/logs"
+fi
+
+write_kubeconfig
+wait_for "api server ready" "${WAIT_TIMEOUT}" answers
+seed_cluster
+ensure_nodesim
+wait_for "nodes Ready" "${WAIT_TIMEOUT}" kc wait --for=condition=Ready node --all --timeout=5s
+wait_for "default service account" "${WAIT_TIMEOUT}" kc get serviceaccount default -n default
+wait_for "metrics.k8s.io available" "${WAIT_TIMEOUT}" \
+  kc wait --for=condition=Available apiservice/v1beta1.metrics.k8s.io --timeout=5s
+
+tb_log "cluster ready in $((SECONDS - T0))s; kubeconfig: ${TESTBED_KUBECONFIG} (context ${TESTBED_CONTEXT})"

@@ -1,0 +1,31 @@
+"""boto3 clients, created lazily once per process (client creation costs tens of ms at cold start)."""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from typing import Any
+
+from kubilitics.config import get_settings
+
+_lock = threading.Lock()
+
+
+@cache
+def client(service: str) -> Any:
+    import boto3  # deferred: functions that never touch AWS do not pay for it
+    from botocore.config import Config
+
+    settings = get_settings()
+    with _lock:  # boto3's default session is not safe to use from several threads at once
+        return boto3.client(
+            service,
+            region_name=settings.region,
+            endpoint_url=settings.aws_endpoint_url,
+            config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"}),
+        )
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests switch endpoints and settings)."""
+    client.cache_clear()

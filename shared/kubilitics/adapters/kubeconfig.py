@@ -1,0 +1,93 @@
+"""Kubeconfig reading without the Kubernetes client (its import costs a cold start ~1 s).
+
+Locally the kubeconfig is a file; in AWS it is a Secrets Manager secret holding the same YAML.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubilitics.errors import KubiliticsError
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    name: str
+    cluster_name: str
+    server: str
+    namespace: str = "default"
+    user_name: str = ""
+    cluster: dict[str, Any] = field(default_factory=dict)
+    user: dict[str, Any] = field(default_factory=dict)
+
+
+class Kubeconfig:
+    def __init__(self, document: dict[str, Any], source: str):
+        self.source = source
+        self.current_context: str | None = document.get("current-context") or None
+        clusters = {c["name"]: c.get("cluster", {}) for c in document.get("clusters") or []}
+        users = {u["name"]: u.get("user", {}) or {} for u in document.get("users") or []}
+        self.contexts: dict[str, ContextConfig] = {}
+        for entry in document.get("contexts") or []:
+            ctx = entry.get("context", {}) or {}
+            cluster = clusters.get(ctx.get("cluster", ""), {})
+            self.contexts[entry["name"]] = ContextConfig(
+                name=entry["name"],
+                cluster_name=ctx.get("cluster", ""),
+                server=cluster.get("server", ""),
+                namespace=ctx.get("namespace") or "default",
+                user_name=ctx.get("user", ""),
+                cluster=cluster,
+                user=users.get(ctx.get("user", ""), {}),
+            )
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str) -> Kubeconfig:
+        document = yaml.safe_load(text) or {}
+        if not isinstance(document, dict):
+            raise ValueError(f"{source} is not a kubeconfig document")
+        return cls(document, source)
+
+    def resolve(self, name: str | None) -> ContextConfig:
+        """The named context, or the current one; 401 invalid_context when it does not exist."""
+        chosen = name or self.current_context
+        if chosen is None and len(self.contexts) == 1:
+            chosen = next(iter(self.contexts))
+        if chosen is None or chosen not in self.contexts:
+            raise KubiliticsError(
+                f"Kubeconfig context {chosen!r} not found" if chosen else "No kubeconfig context selected",
+                code="invalid_context",
+                details={"context": chosen, "available_contexts": sorted(self.contexts)},
+            )
+        return self.contexts[chosen]
+
+
+class KubeconfigSource:
+    """Loads the kubeconfig once per process (from a file or a Secrets Manager secret)."""
+
+    def __init__(self, path: Path | None = None, secret_arn: str | None = None):
+        self._path = path
+        self._secret_arn = secret_arn
+        self._loaded: Kubeconfig | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Kubeconfig:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = self._load()
+            return self._loaded
+
+    def _load(self) -> Kubeconfig:
+        if self._secret_arn:
+            from kubilitics.adapters.aws import client
+
+            text = client("secretsmanager").get_secret_value(SecretId=self._secret_arn)["SecretString"]
+            return Kubeconfig.from_yaml(text, source=self._secret_arn)
+        if self._path is None or not self._path.exists():
+            return Kubeconfig({}, source=str(self._path))
+        return Kubeconfig.from_yaml(self._path.read_text(), source=str(self._path))

@@ -1,0 +1,1 @@
+"""HTTP layer: FastAPI routers, dependencies, and the one map from domain errors to responses."""

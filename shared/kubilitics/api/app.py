@@ -1,0 +1,26 @@
+"""The FastAPI application factory shared by every Lambda function and the local server."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from kubilitics import API_VERSION
+from kubilitics.api.errors import install_error_handlers
+from kubilitics.api.middleware import RequestContextMiddleware
+from kubilitics.config import get_settings
+
+
+def create_app(*routers: APIRouter, title: str = "Kubilitics API") -> FastAPI:
+    app = FastAPI(
+        title=title,
+        version=API_VERSION,
+        description="Kubernetes management API with an AI troubleshooting layer.",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    for router in routers:
+        app.include_router(router)
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=get_settings().max_body_bytes)
+    return app

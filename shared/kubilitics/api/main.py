@@ -1,0 +1,17 @@
+"""Every router of the API, grouped as the Lambda functions group them."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from kubilitics.api.routers import system
+
+
+def cluster_routers() -> list[APIRouter]:
+    """Health, version and the cluster-management groups (served on port 8080)."""
+    return [system.router]
+
+
+def ai_routers() -> list[APIRouter]:
+    """The AI groups (served on 8080 and, like the reference's AI service, on 8081)."""
+    return []

@@ -1,0 +1,1 @@
+"""Bearer tokens: minting, verification, scopes and revocation."""

@@ -1,0 +1,3 @@
+from kubilitics.local.server import main
+
+main()

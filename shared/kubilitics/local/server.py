@@ -1,0 +1,143 @@
+"""The local server: every router on 127.0.0.1:8080 (AI routers also on :8081), DynamoDB from moto.
+
+moto runs in this process as a threaded server on loopback, so the same boto3 repositories as in AWS
+work unchanged and `kubilitics token revoke` can reach the local tables too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from kubilitics.local.tables import REPO_ROOT
+
+log = logging.getLogger("kubilitics.local")
+
+TESTBED_KUBECONFIG = REPO_ROOT / ".testbed" / "kubeconfig"
+TESTBED_UP = REPO_ROOT / "scripts" / "testbed" / "up.sh"
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((host, port)) != 0
+
+
+def start_moto(host: str, port: int) -> str:
+    from moto.server import ThreadedMotoServer
+
+    if not _port_free(host, port):
+        raise SystemExit(f"port {port} is taken; pass --moto-port with a free port")
+    ThreadedMotoServer(ip_address=host, port=port, verbose=False).start()
+    return f"http://{host}:{port}"
+
+
+def _reachable(kubeconfig: Path, timeout: float = 2.0) -> bool:
+    from kubilitics.adapters.kube_rest import KubeRestClient
+    from kubilitics.adapters.kubeconfig import KubeconfigSource
+
+    try:
+        context = KubeconfigSource(path=kubeconfig).get().resolve(None)
+        KubeRestClient(context).get_json("/version", timeout=timeout)
+    except Exception:
+        return False
+    return True
+
+
+def choose_kubeconfig(explicit: str | None, use_testbed: bool) -> Path | None:
+    """The current kubeconfig when its cluster answers; else the bundled test cluster."""
+    default = Path(
+        explicit or os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
+    ).expanduser()
+    if default.exists() and _reachable(default):
+        return default
+    if TESTBED_KUBECONFIG.exists() and _reachable(TESTBED_KUBECONFIG):
+        return TESTBED_KUBECONFIG
+    if use_testbed and TESTBED_UP.exists():
+        print(
+            "No reachable cluster in the current kubeconfig; starting the bundled test cluster...", flush=True
+        )
+        subprocess.run(["bash", str(TESTBED_UP)], check=True)
+        return TESTBED_KUBECONFIG
+    print("warning: no reachable Kubernetes cluster; cluster endpoints will answer 502", file=sys.stderr)
+    return default if default.exists() else None
+
+
+def prepare(args: argparse.Namespace) -> str:
+    """Point the settings at local moto and a cluster, create the tables, and mint a dev admin token."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ["KUBILITICS_ENV"] = "development"
+    os.environ["KUBILITICS_AWS_ENDPOINT_URL"] = start_moto(args.host, args.moto_port)
+    kubeconfig = choose_kubeconfig(args.kubeconfig, use_testbed=not args.no_testbed)
+    if kubeconfig is not None:
+        os.environ["KUBILITICS_KUBECONFIG"] = str(kubeconfig)
+
+    from kubilitics import container
+    from kubilitics.adapters.aws import client
+    from kubilitics.local.tables import create_tables
+
+    container.reset()
+    services = container.get_container()
+    create_tables(client("dynamodb"), services.settings)
+    token, _ = services.token_codec.mint(
+        sub="dev-admin", scopes=["admin"], token_type="admin", now=services.clock.now()
+    )
+    return token
+
+
+async def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from kubilitics.api.app import create_app
+    from kubilitics.api.main import ai_routers, cluster_routers
+
+    main_app = create_app(*cluster_routers(), *ai_routers())
+    ai_app = create_app(*ai_routers(), title="Kubilitics AI API")
+    servers = [
+        uvicorn.Server(uvicorn.Config(main_app, host=args.host, port=args.port, log_level=args.log_level)),
+        uvicorn.Server(uvicorn.Config(ai_app, host=args.host, port=args.ai_port, log_level=args.log_level)),
+    ]
+    await asyncio.gather(*(server.serve() for server in servers))
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="kubilitics serve", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--ai-port", type=int, default=8081)
+    parser.add_argument("--moto-port", type=int, default=8085)
+    parser.add_argument("--kubeconfig", help="kubeconfig to use (default: $KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--no-testbed", action="store_true", help="never start the bundled test cluster")
+    parser.add_argument("--log-level", default="info")
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto server request lines
+    token = prepare(args)
+    print(
+        "\nKubilitics local server\n"
+        f"  API:      http://{args.host}:{args.port}  (docs: http://{args.host}:{args.port}/docs)\n"
+        f"  AI API:   http://{args.host}:{args.ai_port}\n"
+        f"  DynamoDB: {os.environ['KUBILITICS_AWS_ENDPOINT_URL']} (moto)\n"
+        f"  Cluster:  {os.environ.get('KUBILITICS_KUBECONFIG', 'none')}\n"
+        f"\nDevelopment admin token (signed with the development key, valid 90 days):\n{token}\n",
+        flush=True,
+    )
+    asyncio.run(serve(args))
+
+
+def main() -> None:
+    run(build_parser().parse_args())
+
+
+if __name__ == "__main__":
+    main()

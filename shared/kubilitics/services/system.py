@@ -1,0 +1,126 @@
+"""Health and version (reference section 2, spec-decisions 7 and 8)."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from kubilitics import __version__
+from kubilitics.clock import rfc3339
+from kubilitics.errors import KubiliticsError
+from kubilitics.ports import ClusterInfoSource
+
+RETRY_AFTER_SECONDS = 30
+# The dependencies whose failure makes the service degraded; the AI layer falls back to rules.
+CRITICAL = ("database", "kubernetes_api")
+
+
+def build_name() -> str:
+    return f"{platform.system().lower()}-{platform.machine().lower()}"
+
+
+class SystemService:
+    def __init__(
+        self,
+        *,
+        cluster: ClusterInfoSource,
+        database_probe: Callable[[], Any],
+        ai_status: Callable[[], str],
+        started_at: float,
+        clock: Callable[[], float],
+        region: str,
+        timeout: float,
+        deployment: dict[str, str],
+        build: dict[str, str],
+    ):
+        self._cluster = cluster
+        self._database_probe = database_probe
+        self._ai_status = ai_status
+        self._started_at = started_at
+        self._clock = clock
+        self._region = region
+        self._timeout = timeout
+        self._deployment = deployment
+        self._build = build
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Checks every dependency in parallel; returns (healthy, body)."""
+        checks: dict[str, Callable[[], Any]] = {
+            "database": self._database_probe,
+            "kubernetes_api": lambda: self._cluster.version(None, self._timeout),
+            "nodes": lambda: self._cluster.node_count(None, self._timeout),
+            "ai_service": self._ai_status,
+        }
+        results: dict[str, Any] = {}
+        with ThreadPoolExecutor(max_workers=len(checks)) as pool:
+            futures = {name: pool.submit(check) for name, check in checks.items()}
+            for name, future in futures.items():
+                try:
+                    results[name] = future.result(timeout=self._timeout + 1)
+                except (Exception, FutureTimeout) as exc:
+                    results[name] = exc
+        dependencies = {
+            "kubernetes_api": "unhealthy" if isinstance(results["kubernetes_api"], Exception) else "healthy",
+            "database": "unhealthy" if isinstance(results["database"], Exception) else "healthy",
+            "ai_service": "unhealthy"
+            if isinstance(results["ai_service"], Exception)
+            else results["ai_service"],
+            "redis_cache": "not_configured",
+        }
+        healthy = all(dependencies[name] == "healthy" for name in CRITICAL)
+        body: dict[str, Any] = {
+            "status": "healthy" if healthy else "degraded",
+            "timestamp": rfc3339(self._clock()),
+            "version": __version__,
+        }
+        if healthy:
+            version = results["kubernetes_api"]
+            nodes = results["nodes"]
+            body.update(
+                build=build_name(),
+                uptime_seconds=int(self._clock() - self._started_at),
+                dependencies=dependencies,
+                region=self._region,
+                cluster_info={
+                    "name": self._cluster.cluster_name(None),
+                    "nodes": None if isinstance(nodes, Exception) else nodes,
+                    "version": str(version.get("gitVersion", "")).lstrip("v"),
+                },
+            )
+        else:
+            body.update(
+                dependencies=dependencies,
+                error="Critical dependencies unavailable",
+                retry_after_seconds=RETRY_AFTER_SECONDS,
+            )
+        return healthy, body
+
+    def version(self, context: str | None) -> dict[str, Any]:
+        try:
+            kube = self._cluster.version(context, self._timeout)
+        except KubiliticsError as exc:
+            raise KubiliticsError(
+                "Failed to retrieve Kubernetes version",
+                code="version_query_failed",
+                details={"component": "kubernetes", "reason": exc.details.get("reason", exc.code)},
+            ) from exc
+        return {
+            "backend": {
+                "version": __version__,
+                "build_commit": self._build.get("commit", "unknown"),
+                "build_date": self._build.get("date", "unknown"),
+                "python_version": ".".join(map(str, sys.version_info[:3])),
+                "architecture": platform.machine().lower().replace("x86_64", "amd64"),
+            },
+            "ai_service": {"version": __version__, "status": self._ai_status()},
+            "kubernetes": {
+                "api_version": str(kube.get("gitVersion", "")).lstrip("v"),
+                "cluster_name": self._cluster.cluster_name(context),
+            },
+            "database": {"type": "dynamodb", "schema_version": 1},
+            "deployment": self._deployment,
+        }

@@ -1,0 +1,79 @@
+"""Fixtures shared by every test folder.
+
+`aws`: moto (in-process) with the DynamoDB tables built from template.yaml, and settings pointing at
+them. `mint`: tokens signed with the test secret. `k8s_cluster` / `k8s_namespace`: the real test
+cluster (tests/testbed/cluster.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_JWT_SECRET = "test-secret-for-kubilitics-unit-tests"
+
+# The testbed fixtures, loaded once under one module name (tests/testbed/conftest.py does the same).
+_NAME = "kubilitics_testbed_cluster"
+if _NAME not in sys.modules:
+    _spec = importlib.util.spec_from_file_location(_NAME, REPO / "tests" / "testbed" / "cluster.py")
+    assert _spec and _spec.loader
+    sys.modules[_NAME] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules[_NAME])
+k8s_cluster = sys.modules[_NAME].k8s_cluster
+k8s_namespace = sys.modules[_NAME].k8s_namespace
+
+
+@pytest.fixture()
+def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """A clean environment for Settings; tests add what they need, then call container.reset()."""
+    from kubilitics import container
+
+    for var in ("KUBECONFIG", "KUBILITICS_AWS_ENDPOINT_URL", "KUBILITICS_ANTHROPIC_API_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KUBILITICS_ENV", "test")
+    monkeypatch.setenv("KUBILITICS_JWT_SECRET", TEST_JWT_SECRET)
+    monkeypatch.setenv("KUBILITICS_KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    container.reset()
+    yield monkeypatch
+    container.reset()
+
+
+@pytest.fixture()
+def aws(settings_env: pytest.MonkeyPatch) -> Iterator[Any]:
+    """moto in-process with the template's tables; yields a DynamoDB client."""
+    from kubilitics import container
+    from kubilitics.adapters.aws import client
+    from kubilitics.local.tables import create_tables
+    from moto import mock_aws
+
+    with mock_aws():
+        container.reset()
+        create_tables(client("dynamodb"), container.get_container().settings)
+        yield client("dynamodb")
+    container.reset()
+
+
+@pytest.fixture()
+def mint(settings_env: pytest.MonkeyPatch) -> Callable[..., str]:
+    """mint(sub="alice", scopes="read", token_type="user", **claims) -> a signed token."""
+    from kubilitics.container import get_container
+
+    def _mint(sub: str = "alice", scopes: str = "read", token_type: str = "user", **kwargs: Any) -> str:
+        services = get_container()
+        now = kwargs.pop("now", services.clock.now())
+        token, _ = services.token_codec.mint(
+            sub=sub, scopes=scopes.split(","), token_type=token_type, now=now, **kwargs
+        )
+        return token
+
+    return _mint

@@ -1,0 +1,123 @@
+"""Rate limits against DynamoDB (moto): windows, burst, multipliers, concurrency slots, many threads."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from kubilitics.adapters.dynamodb import DynamoRateLimitStore
+from kubilitics.auth.tokens import Principal
+from kubilitics.errors import KubiliticsError
+from kubilitics.services.ratelimit import BURST, RateLimiter
+
+
+class FakeClock:
+    def __init__(self, now: float):
+        self.t = now
+
+    def now(self) -> float:
+        return self.t
+
+
+def principal(sub: str = "alice", token_type: str = "user") -> Principal:
+    return Principal(sub=sub, scopes=frozenset({"read"}), token_type=token_type, jti="j", expires_at=0)
+
+
+@pytest.fixture()
+def store(aws):
+    from kubilitics.container import get_container
+
+    return DynamoRateLimitStore(get_container().settings.rate_limit_table)
+
+
+def test_write_limit_is_50_plus_a_burst_of_20_then_429_with_headers(store):
+    limiter = RateLimiter(store, FakeClock(1_800_000_015.0))  # 15 s into a window
+    decisions = [limiter.hit(principal(), "write") for _ in range(71)]
+    assert [d.allowed for d in decisions] == [True] * 70 + [False]
+    assert decisions[0].headers() == {
+        "X-RateLimit-Limit": "50",
+        "X-RateLimit-Remaining": "49",
+        "X-RateLimit-Reset": "1800000060",
+        "X-RateLimit-Reset-After": "45",
+    }
+    assert decisions[49].remaining == 0 and decisions[69].allowed  # the burst is usable
+    assert decisions[70].headers()["Retry-After"] == "45"
+
+
+def test_a_new_window_starts_a_fresh_count(store):
+    clock = FakeClock(1_800_000_000.0)
+    limiter = RateLimiter(store, clock)
+    for _ in range(50 + BURST):
+        assert limiter.hit(principal(), "write").allowed
+    assert not limiter.hit(principal(), "write").allowed
+    clock.t += 60
+    assert limiter.hit(principal(), "write").remaining == 49
+
+
+def test_users_and_categories_are_counted_apart(store):
+    limiter = RateLimiter(store, FakeClock(1_800_000_000.0))
+    for _ in range(5):
+        limiter.hit(principal("alice"), "read")
+    assert limiter.hit(principal("bob"), "read").remaining == 199
+    assert limiter.hit(principal("alice"), "write").remaining == 49
+    assert limiter.hit(principal("alice"), "read").remaining == 194
+
+
+@pytest.mark.parametrize(("token_type", "limit"), [("user", 200), ("service", 1000), ("admin", 2000)])
+def test_service_and_admin_tokens_get_5x_and_10x(store, token_type, limit):
+    limiter = RateLimiter(store, FakeClock(1_800_000_000.0))
+    assert limiter.hit(principal(token_type=token_type), "read").limit == limit
+
+
+def test_concurrent_counting_from_many_threads_is_exact(store):
+    """Eight 'instances' hammer one counter: exactly limit+burst requests get through."""
+    limiter = RateLimiter(store, FakeClock(1_800_000_000.0))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        decisions = list(pool.map(lambda _: limiter.hit(principal(), "write"), range(120)))
+    assert sum(d.allowed for d in decisions) == 50 + BURST
+    assert sorted(d.remaining for d in decisions)[-1] == 49  # each count was handed out once
+
+
+def test_concurrency_slots_are_taken_atomically_and_given_back(store):
+    limiter = RateLimiter(store, FakeClock(1_800_000_000.0))
+    alice = principal()
+
+    def try_acquire(_: int) -> bool:
+        try:
+            limiter.acquire_slot(alice, "investigations")
+        except KubiliticsError as exc:
+            assert exc.code == "rate_limit_exceeded" and exc.status == 429
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(try_acquire, range(12)))
+    assert sum(results) == 5
+    key = RateLimiter.slot_key("alice", "investigations")
+    assert store.slot_count(key) == 5
+
+    limiter.release_slot("alice", "investigations")
+    assert try_acquire(0) is True
+    for _ in range(10):  # releasing more than was taken never goes below zero
+        limiter.release_slot("alice", "investigations")
+    assert store.slot_count(key) == 0
+
+
+def test_service_tokens_get_5x_concurrency(store):
+    limiter = RateLimiter(store, FakeClock(1_800_000_000.0))
+    for _ in range(25):
+        limiter.acquire_slot(principal("ci", "service"), "investigations")
+    with pytest.raises(KubiliticsError):
+        limiter.acquire_slot(principal("ci", "service"), "investigations")
+
+
+def test_slots_leaked_by_a_crashed_instance_come_back_after_the_lease(store):
+    clock = FakeClock(1_800_000_000.0)
+    limiter = RateLimiter(store, clock)
+    for _ in range(10):
+        limiter.acquire_slot(principal(), "shells")  # never released: the instance died
+    with pytest.raises(KubiliticsError):
+        limiter.acquire_slot(principal(), "shells")
+    clock.t += 3601
+    limiter.acquire_slot(principal(), "shells")
+    assert store.slot_count(RateLimiter.slot_key("alice", "shells")) == 1
