@@ -10,6 +10,7 @@ from kubilitics.adapters.cluster_info import KubeClusterInfo
 from kubilitics.adapters.dynamodb import DynamoRateLimitStore, DynamoRevocationStore, ping_table
 from kubilitics.adapters.kube_rest import KubeRestClients
 from kubilitics.adapters.kubeconfig import KubeconfigSource
+from kubilitics.adapters.kubernetes import KubernetesGateway
 from kubilitics.auth.revocation import RevocationList
 from kubilitics.auth.tokens import TokenCodec
 from kubilitics.clock import SystemClock
@@ -70,7 +71,7 @@ class Container:
 
     @cached_property
     def kube_rest(self) -> KubeRestClients:
-        return KubeRestClients()
+        return KubeRestClients(self.settings.region)
 
     def anthropic_api_key(self) -> str | None:
         """The configured key (settings first, then the AI secret); None means rules only."""
@@ -78,6 +79,10 @@ class Container:
         if s.anthropic_api_key:
             return s.anthropic_api_key.get_secret_value()
         return _optional_secret(s.ai_secret_arn) if s.ai_secret_arn else None
+
+    @cached_property
+    def kube(self) -> KubernetesGateway:
+        return KubernetesGateway(self.kube_rest, self.settings.kube_timeout_seconds)
 
     @cached_property
     def ai_probe(self) -> AnthropicProbe:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 
@@ -45,3 +46,83 @@ class ClusterInfoSource(Protocol):
     def node_count(self, context: str | None, timeout: float) -> int: ...
 
     def cluster_name(self, context: str | None) -> str | None: ...
+
+
+class KubernetesPort(Protocol):
+    """What services need from a cluster (implemented by adapters.kubernetes.KubernetesGateway).
+
+    `context` is a resolved kubeconfig context (adapters.kubeconfig.ContextConfig); `rtype` a
+    discovered kind (adapters.kubernetes.ResourceType). Objects are raw Kubernetes JSON (dicts).
+    """
+
+    timeout: float
+
+    def resource_types(self, context: Any, *, max_age: float = ...) -> list[Any]: ...
+
+    def resource_type(self, context: Any, kind: str) -> Any: ...
+
+    def list_objects(
+        self,
+        context: Any,
+        rtype: Any,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]: ...
+
+    def get(self, context: Any, rtype: Any, namespace: str | None, name: str) -> dict[str, Any]: ...
+
+    def create(
+        self, context: Any, rtype: Any, namespace: str | None, body: dict[str, Any], dry_run: bool
+    ) -> dict[str, Any]: ...
+
+    def replace(
+        self,
+        context: Any,
+        rtype: Any,
+        namespace: str | None,
+        name: str,
+        body: dict[str, Any],
+        dry_run: bool = False,
+    ) -> dict[str, Any]: ...
+
+    def patch(
+        self,
+        context: Any,
+        rtype: Any,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        patch_type: str,
+        dry_run: bool = False,
+    ) -> dict[str, Any]: ...
+
+    def delete(
+        self,
+        context: Any,
+        rtype: Any,
+        namespace: str | None,
+        name: str,
+        *,
+        grace_period_seconds: int | None = None,
+        propagation: str = "Background",
+        dry_run: bool = False,
+    ) -> dict[str, Any]: ...
+
+    def get_path(
+        self, context: Any, path: str, params: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> dict[str, Any]: ...
+
+    def pod_logs(self, context: Any, namespace: str, name: str, params: dict[str, Any]) -> str: ...
+
+    def follow_pod_logs(
+        self, context: Any, namespace: str, name: str, params: dict[str, Any], read_timeout: float = ...
+    ) -> Iterator[str]: ...
+
+    def exec(
+        self, context: Any, namespace: str, pod: str, container: str, command: list[str], timeout: float
+    ) -> Any: ...

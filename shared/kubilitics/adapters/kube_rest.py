@@ -14,11 +14,13 @@ import tempfile
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import urllib3
 
+from kubilitics.adapters.eks import EksTokenSource, eks_cluster_from_exec
 from kubilitics.adapters.kubeconfig import ContextConfig
-from kubilitics.errors import KubernetesApiError
+from kubilitics.errors import KubernetesApiError, KubiliticsError
 
 
 def _material(config: dict[str, Any], key: str, workdir: Path) -> str | None:
@@ -34,7 +36,7 @@ def _material(config: dict[str, Any], key: str, workdir: Path) -> str | None:
 
 
 class KubeRestClient:
-    def __init__(self, context: ContextConfig):
+    def __init__(self, context: ContextConfig, default_region: str = "us-east-1"):
         self.context = context
         if not context.server:
             raise KubernetesApiError(
@@ -60,13 +62,44 @@ class KubeRestClient:
             token = Path(user["tokenFile"]).read_text().strip()
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
-        self._pool = urllib3.PoolManager(ssl_context=tls, maxsize=16, retries=False)
+        eks = eks_cluster_from_exec(user)
+        self._token_source = EksTokenSource(eks[0], eks[1] or default_region) if eks and not token else None
+        self.ssl_context = tls
+        self._pool = urllib3.PoolManager(ssl_context=tls, maxsize=32, retries=False)
 
-    def get_json(self, path: str, *, timeout: float, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        if self._token_source is not None:
+            return {"Authorization": f"Bearer {self._token_source()}"}
+        return {k: v for k, v in self._headers.items() if k == "Authorization"}
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        timeout: float,
+        params: dict[str, Any] | None = None,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        stream: bool = False,
+    ) -> urllib3.BaseHTTPResponse:
+        """One call to the API server; API errors become domain errors (spec-decisions 2)."""
         url = self.context.server.rstrip("/") + path
+        if params:
+            url += "?" + urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
+        headers = {**self._headers, **self.auth_headers, "Accept": accept}
+        if body is not None:
+            headers["Content-Type"] = content_type
         try:
             response = self._pool.request(
-                "GET", url, fields=params, headers=self._headers, timeout=urllib3.Timeout(total=timeout)
+                method,
+                url,
+                body=body,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
+                preload_content=not stream,
             )
         except urllib3.exceptions.HTTPError as exc:
             raise KubernetesApiError(
@@ -74,12 +107,61 @@ class KubeRestClient:
                 details={"context": self.context.name, "reason": _reason(exc)},
             ) from exc
         if response.status >= 400:
-            raise KubernetesApiError(
-                f"Kubernetes API answered {response.status} for GET {path}",
-                details={"context": self.context.name, "status": response.status},
-            )
-        result: dict[str, Any] = json.loads(response.data)
+            data = response.data if not stream else response.read()
+            raise api_error(response.status, data, self.context.name)
+        return response
+
+    def json(self, method: str, path: str, *, timeout: float, **kwargs: Any) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.request(method, path, timeout=timeout, **kwargs).data)
         return result
+
+    def get_json(self, path: str, *, timeout: float, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.json("GET", path, timeout=timeout, params=params)
+
+
+def api_error(status: int, data: bytes, context: str) -> KubiliticsError:
+    """Map an API server error (a Status object) to the domain error of spec-decisions 2."""
+    try:
+        body = json.loads(data) if data else {}
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    message = str(body.get("message") or f"Kubernetes API answered {status}")
+    reason = body.get("reason", "")
+    k8s_details = body.get("details") or {}
+    details = {
+        k: v for k, v in {"kind": k8s_details.get("kind"), "name": k8s_details.get("name")}.items() if v
+    }
+    if status == 404:
+        return KubiliticsError(message, code="not_found", details=details)
+    if status == 409:
+        code = "already_exists" if reason == "AlreadyExists" else "resource_conflict"
+        return KubiliticsError(message, code=code, details=details)
+    if status == 422 or (status == 400 and k8s_details.get("causes")):
+        violations = [
+            {
+                "field": cause.get("field", ""),
+                "reason": cause.get("reason", "FieldValueInvalid"),
+                "message": cause.get("message", ""),
+            }
+            for cause in k8s_details.get("causes") or []
+        ]
+        return KubiliticsError(
+            message, code="validation_failed", details={**details, "violations": violations},
+            extra={"violations": violations},
+        )  # fmt: skip
+    if status == 400:
+        return KubiliticsError(message, code="validation_failed", details=details)
+    if status == 403:
+        return KubiliticsError(message, code="forbidden", details=details)
+    if status == 410:
+        return KubiliticsError(message, code="resource_conflict", details={**details, "reason": "Expired"})
+    if status == 429:
+        return KubiliticsError(message, code="too_many_requests", details=details)
+    return KubernetesApiError(
+        f"Kubernetes API error ({status}): {message}", details={"context": context, "status": status}
+    )
 
 
 def _reason(exc: Exception) -> str:
@@ -96,7 +178,8 @@ def _reason(exc: Exception) -> str:
 class KubeRestClients:
     """One client per context, created on first use and kept for the life of the process."""
 
-    def __init__(self) -> None:
+    def __init__(self, region: str = "us-east-1") -> None:
+        self._region = region  # for EKS tokens when the kubeconfig names no region
         self._clients: dict[str, KubeRestClient] = {}
         self._lock = threading.Lock()
 
@@ -104,5 +187,5 @@ class KubeRestClients:
         with self._lock:
             existing = self._clients.get(context.name)
             if existing is None or existing.context != context:
-                existing = self._clients[context.name] = KubeRestClient(context)
+                existing = self._clients[context.name] = KubeRestClient(context, self._region)
             return existing
