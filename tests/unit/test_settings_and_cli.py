@@ -1,0 +1,76 @@
+"""Settings refuse unsafe production setups; the CLI mints tokens the API accepts; secrets come from AWS."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+from pydantic import ValidationError
+
+from kubilitics import cli, container
+from kubilitics.config import DEVELOPMENT_JWT_SECRET, Settings
+
+
+def test_production_refuses_to_start_without_a_jwt_secret(settings_env):
+    settings_env.delenv("KUBILITICS_JWT_SECRET")
+    settings_env.setenv("KUBILITICS_ENV", "production")
+    with pytest.raises(ValidationError, match="production needs KUBILITICS_JWT_SECRET"):
+        Settings()
+
+
+def test_production_refuses_the_development_secret(settings_env):
+    settings_env.setenv("KUBILITICS_ENV", "production")
+    settings_env.setenv("KUBILITICS_JWT_SECRET", DEVELOPMENT_JWT_SECRET)
+    with pytest.raises(ValidationError, match="development JWT secret is refused"):
+        Settings()
+
+
+def test_production_rs256_needs_a_jwks_url(settings_env):
+    settings_env.setenv("KUBILITICS_ENV", "production")
+    settings_env.setenv("KUBILITICS_JWT_ALGORITHM", "RS256")
+    with pytest.raises(ValidationError, match="RS256 needs KUBILITICS_JWKS_URL"):
+        Settings()
+
+
+def test_jwt_secret_is_read_from_secrets_manager(aws, settings_env):
+    from kubilitics.adapters.aws import client
+
+    arn = client("secretsmanager").create_secret(
+        Name="kubilitics-jwt", SecretString="from-secrets-manager-0123456789abcdef"
+    )["ARN"]
+    settings_env.delenv("KUBILITICS_JWT_SECRET")
+    settings_env.setenv("KUBILITICS_ENV", "production")
+    settings_env.setenv("KUBILITICS_JWT_SECRET_ARN", arn)
+    container.reset()
+    token, _ = container.get_container().token_codec.mint(sub="alice", scopes=["read"], now=1_800_000_000)
+    claims = jwt.decode(
+        token,
+        "from-secrets-manager-0123456789abcdef",
+        algorithms=["HS256"],
+        options={"verify_exp": False, "verify_iat": False},
+    )
+    assert claims["sub"] == "alice"
+
+
+def test_cli_creates_a_token_with_the_requested_claims(settings_env, capsys):
+    assert cli.main(["token", "create", "--sub", "alice", "--scope", "read,write", "--type", "service",
+                     "--cluster-id", "prod", "--namespace", "team-a"]) == 0  # fmt: skip
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, "test-secret-for-kubilitics-unit-tests", algorithms=["HS256"])
+    assert (claims["sub"], claims["scope"], claims["token_type"]) == ("alice", "read,write", "service")
+    assert (claims["cluster_id"], claims["namespace"]) == ("prod", "team-a")
+    assert claims["exp"] - claims["iat"] == 7 * 24 * 3600
+
+
+def test_cli_refuses_unknown_scopes(settings_env, capsys):
+    assert cli.main(["token", "create", "--sub", "alice", "--scope", "read,root"]) == 2
+    assert "unknown scopes: root" in capsys.readouterr().err
+
+
+def test_cli_revokes_a_token_in_the_revocation_table(aws, settings_env, capsys):
+    cli.main(["token", "create", "--sub", "bob", "--scope", "read"])
+    token = capsys.readouterr().out.strip()
+    assert cli.main(["token", "revoke", "--token", token, "--by", "security-team"]) == 0
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    item = aws.get_item(TableName="kubilitics-revoked-tokens", Key={"pk": {"S": f"jti#{jti}"}})["Item"]
+    assert item["revoked_by"] == {"S": "security-team"}
+    assert container.get_container().revocations.is_revoked(jti)
