@@ -77,3 +77,21 @@ def mint(settings_env: pytest.MonkeyPatch) -> Callable[..., str]:
         return token
 
     return _mint
+
+
+@pytest.fixture()
+def fake_messages_api() -> Iterator[Any]:
+    """A local server speaking the Anthropic Messages API (tests/fakes/messages_api.py): script its
+    replies and errors, then read every request it received."""
+    from tests.fakes.messages_api import FakeMessagesAPI
+
+    with FakeMessagesAPI() as api:
+        yield api
+
+
+@pytest.fixture()
+def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's DynamoDB with per-item atomic writes, as real DynamoDB (see kubilitics.local.moto_atomic)."""
+    from kubilitics.local.moto_atomic import make_dynamodb_atomic
+
+    make_dynamodb_atomic(monkeypatch.setattr)

@@ -44,3 +44,15 @@ def cluster_name(cluster) -> str:
     """The kubeconfig's cluster entry for the testbed context (what health and version report)."""
     query = f'{{.contexts[?(@.name=="{cluster.context}")].context.cluster}}'
     return cluster.kubectl("config", "view", "-o", f"jsonpath={query}").stdout.strip()
+
+
+def with_query(event: dict[str, Any], **params: Any) -> dict[str, Any]:
+    """The event with its query string replaced (HTTP API v2 reads rawQueryString)."""
+    from urllib.parse import urlencode
+
+    values = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items()}
+    event["rawQueryString"] = urlencode(values)
+    event["queryStringParameters"] = values or None
+    if not values:
+        event.pop("queryStringParameters")
+    return event

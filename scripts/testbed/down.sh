@@ -8,6 +8,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/versions.sh"
 
 export KWOK_WORKDIR="${TESTBED_STATE}/kwok"
+# Do not tear down while an up.sh is starting the cluster.
+mkdir -p "${TESTBED_CACHE}"
+exec 8>"${TESTBED_CACHE}/up-$(printf %s "${TESTBED_STATE}" | cksum | cut -d" " -f1).lock"
+command -v flock >/dev/null && flock -w 300 8
 CLUSTER_DIR="${KWOK_WORKDIR}/clusters/${TESTBED_CLUSTER}"
 KWOKCTL="${TESTBED_BIN}/kwokctl"
 

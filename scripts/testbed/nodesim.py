@@ -47,7 +47,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import yaml
 from kubernetes import client, config, watch
@@ -184,6 +183,7 @@ class RunResult:
 
 def has_binary(img: dict, exe: str) -> bool:
     bins = [str(b) for b in img.get("binaries", [])]
+    bins += [str(x[0]) for x in (img.get("entrypoint"), img.get("cmd")) if x]  # the image's own program
     base = exe.rsplit("/", 1)[-1]
     if "*shell*" in bins and (base in SHELLS or base in APPLETS):
         return True
@@ -214,7 +214,7 @@ def run_shell(script: str, env: dict[str, str], img: dict) -> RunResult:
             try:
                 words = [expand(w) for w in shlex.split(part, posix=True)]
             except ValueError:
-                res.lines.append(f"sh: syntax error: unterminated quoted string")
+                res.lines.append("sh: syntax error: unterminated quoted string")
                 res.code = 2
                 return res
             if not words:
@@ -244,7 +244,6 @@ def _split_logic(stmt: str) -> list[tuple[str, str]]:
 
 def _run_word(words: list[str], res: RunResult, env: dict, files: set, img: dict) -> str | None:
     cmd, args = words[0], words[1:]
-    redirect_err = any(a in (">&2", "1>&2") for a in args)
     args = [a for a in args if a not in (">&2", "1>&2", "2>&1")]
     out_file = None
     if ">" in args:
@@ -754,7 +753,6 @@ class NodeSim:
         ref = parse_image(image)
         policy = cspec.get("imagePullPolicy") or ("Always" if ref and ref.tag == "latest" else "IfNotPresent")
         node_imgs = self.node_images.setdefault(sim.node, set())
-        pod_name = f"{sim.name}_{sim.ns}({sim.uid})"
 
         if c.stage in ("new", "pull-backoff"):
             if ref is None:
@@ -853,9 +851,10 @@ class NodeSim:
         c.container_id = "containerd://" + hashlib.sha256(f"{sim.uid}{c.name}{c.restarts}".encode()).hexdigest()
         c.image_ref = image_id(cspec.get("image", ""))
         if not exe or not has_binary(img, exe):
-            msg = (f"failed to create containerd task: failed to create shim task: OCI runtime create failed: "
-                   f"runc create failed: unable to start container process: error during container init: "
-                   f'exec: "{exe}": executable file not found in $PATH: unknown')
+            msg = ("failed to create containerd task: failed to create shim task: OCI runtime create failed: "
+                   "runc create failed: unable to start container process: error during container init: "
+                   + (f'exec: "{exe}": stat {exe}: no such file or directory: unknown' if exe.startswith("/")
+                      else f'exec: "{exe}": executable file not found in $PATH: unknown'))
             self.event(pod, "Normal", "Created", f"Created container: {c.name}", c.name, c.init)
             self.event(pod, "Warning", "Failed", f"Error: {msg}", c.name, c.init)
             term = {"exitCode": 128, "reason": "StartError", "message": msg,
@@ -1250,7 +1249,8 @@ def main() -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sim = NodeSim(args.kubeconfig, args.context, args.state, args.catalog)
-    signal.signal(signal.SIGTERM, lambda *_: sim.stop.set())
+    # Nothing to flush: the cluster holds all state, so stop at once.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     sim.run()
     return 0
 

@@ -41,7 +41,8 @@ wait_for() {
 
 # Export an admin kubeconfig with a stable context name, certs embedded so it can be copied.
 write_kubeconfig() {
-  local tmp="${TESTBED_KUBECONFIG}.tmp"
+  local tmp
+  tmp="$(mktemp "${TESTBED_STATE}/kubeconfig.XXXXXX")"
   "${KWOKCTL}" get kubeconfig --name "${TESTBED_CLUSTER}" >"${tmp}.raw"
   "${KUBECTL}" --kubeconfig "${tmp}.raw" config view --flatten --raw >"${tmp}"
   rm -f "${tmp}.raw"
@@ -86,7 +87,7 @@ ensure_nodesim() {
   # setsid + nohup: it must outlive this script (and the CI step that ran it).
   setsid nohup "$py" "${TESTBED_SCRIPTS}/nodesim.py" --kubeconfig "${TESTBED_KUBECONFIG}" \
     --context "${TESTBED_CONTEXT}" --state "${TESTBED_STATE}" \
-    >>"${TESTBED_STATE}/logs/nodesim.log" 2>&1 </dev/null &
+    >>"${TESTBED_STATE}/logs/nodesim.log" 2>&1 </dev/null 8>&- &
   echo $! >"$pidfile"
   sleep 1
   kill -0 "$(cat "$pidfile")" 2>/dev/null ||
@@ -95,7 +96,13 @@ ensure_nodesim() {
 }
 
 T0=$SECONDS
-mkdir -p "${TESTBED_STATE}"
+mkdir -p "${TESTBED_STATE}" "${TESTBED_CACHE}"
+# One up.sh at a time (pytest sessions and make may start it together). Every long-lived
+# process started below gets `8>&-`, or it would inherit the lock and hold it forever.
+exec 8>"${TESTBED_CACHE}/up-$(printf %s "${TESTBED_STATE}" | cksum | cut -d" " -f1).lock"
+if command -v flock >/dev/null; then
+  flock -w 900 8 || tb_die "step 'lock': another up.sh for ${TESTBED_STATE} held its lock for 15 minutes"
+fi
 
 if answers; then
   ensure_nodesim
@@ -109,7 +116,7 @@ fi
 # start it again; if that fails, throw it away and create a fresh one.
 if [[ -d "${CLUSTER_DIR}" ]]; then
   tb_log "cluster ${TESTBED_CLUSTER} exists but does not answer; restarting it"
-  if "${KWOKCTL}" start cluster --name "${TESTBED_CLUSTER}" --timeout 90s --wait 60s &&
+  if "${KWOKCTL}" start cluster --name "${TESTBED_CLUSTER}" --timeout 90s --wait 60s 8>&- &&
     write_kubeconfig && answers; then
     seed_cluster
     ensure_nodesim
@@ -152,6 +159,12 @@ options:
   # A node whose kwok stops heartbeating turns NotReady within ~20s instead of 40s.
   kubeControllerManagerNodeMonitorGracePeriodMilliseconds: 20000
 componentsPatches:
+# Compact etcd every minute (upstream default 5m) so a watch from an old resourceVersion gets
+# 410 Gone soon, as clients must handle on long-running clusters.
+- name: kube-apiserver
+  extraArgs:
+  - key: etcd-compaction-interval
+    value: 1m
 - name: kwok-controller
   extraArgs:
   - key: node-ip
@@ -166,11 +179,31 @@ if [[ "${PODS_MODE}" == "nodesim" ]]; then
     printf -- '---\n' >>"${CONFIG}"
     cat "$stage" >>"${CONFIG}"
   done
+  # A pod stage that matches no pod: without any pod stage kwok stops consuming pod events and
+  # its pod cache (needed for logs and metrics) stays empty.
+  cat >>"${CONFIG}" <<'EOF'
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-left-to-nodesim
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.name'
+      operator: 'In'
+      values: ['']
+  next:
+    statusTemplate: '{}'
+EOF
 fi
 
 tb_log "creating cluster ${TESTBED_CLUSTER} (kubernetes ${KUBE_VERSION}, kwok ${KWOK_VERSION}) ..."
 if ! "${KWOKCTL}" --config "${CONFIG}" create cluster --name "${TESTBED_CLUSTER}" \
-  --timeout "${WAIT_TIMEOUT}s" --wait "${WAIT_TIMEOUT}s" </dev/null; then
+  --timeout "${WAIT_TIMEOUT}s" --wait "${WAIT_TIMEOUT}s" </dev/null 8>&-; then
   tb_die "step 'kwokctl create cluster' failed; component logs are in ${CLUSTER_DIR}/logs"
 fi
 

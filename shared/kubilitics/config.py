@@ -50,10 +50,27 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     ai_secret_arn: str | None = None
     anthropic_base_url: str | None = None
-    ai_model: str = "claude-sonnet-4-5"
+    ai_model: str = "claude-sonnet-5-5"  # current Sonnet; 4.5 is deprecated (end of life 2026-11-30)
+    # Defaults of the AI configuration's budget section (PUT /api/v1/ai/config overrides them).
+    ai_monthly_limit_usd: float = Field(default=100.0, ge=0)
+    ai_monthly_limit_tokens: int = Field(default=20_000_000, ge=0)
+    # JSON {"<model>": {"input": <USD per million tokens>, "output": <...>}}, over the built-in prices.
+    ai_model_prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    ai_request_timeout_seconds: float = Field(default=60.0, gt=0)
 
     # HTTP
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+
+    # Real time: WebSocket API, watch relay, shell and live-log sessions
+    websocket_endpoint: str | None = None  # the stage's management endpoint (post_to_connection)
+    shell_session_function: str | None = None  # Lambda holding shell / live-log sessions
+    watch_relay_function: str | None = None  # started at once when a new watch set appears
+    shell_idle_seconds: float = Field(default=300.0, gt=0)
+    ws_ping_interval_seconds: float = Field(default=30.0, gt=0)
+    # A relay run stops this long before its Lambda timeout; a run started within the takeover
+    # window before the holder's end waits for it and resumes from its checkpoints.
+    relay_handover_seconds: float = Field(default=60.0, ge=0)
+    relay_takeover_window_seconds: float = Field(default=90.0, ge=0)
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:

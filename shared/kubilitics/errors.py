@@ -53,6 +53,21 @@ ERROR_STATUS: dict[str, int] = {
 }
 
 
+def error_body(
+    code: str, message: str, details: dict[str, Any] | None, trace_id: str | None
+) -> dict[str, Any]:
+    """The standard error body of reference section 16 (HTTP responses and WebSocket ERROR messages)."""
+    from kubilitics.clock import rfc3339
+
+    return {
+        "error": code,
+        "message": message,
+        "details": details or {},
+        "timestamp": rfc3339(),
+        "trace_id": trace_id,
+    }
+
+
 class KubiliticsError(Exception):
     """An error with a registered code. `extra` fields are added at the top level of the body."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 
@@ -30,6 +30,32 @@ class RevocationStore(Protocol):
     def is_revoked(self, jti: str) -> bool: ...
 
     def revoke(self, jti: str, expires_at: int, revoked_by: str) -> None: ...
+
+
+class LeaseStore(Protocol):
+    """Named leases shared by every instance (e.g. one command at a time per pod)."""
+
+    def acquire(self, name: str, owner: str, lease_until: float, now: float) -> bool:
+        """Take the lease if it is free or its holder's lease ran out; False while someone holds it."""
+        ...
+
+    def release(self, name: str, owner: str) -> None:
+        """Give the lease back (only if `owner` still holds it)."""
+        ...
+
+
+class LogStream(Protocol):
+    """Lines of a followed log; `close()` may be called from another thread to end it."""
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def __next__(self) -> str: ...
+
+    def open(self) -> None:
+        """Start the stream now, so that API errors raise before the first line."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class HealthProbe(Protocol):
@@ -72,6 +98,7 @@ class KubernetesPort(Protocol):
         limit: int | None = None,
         continue_token: str | None = None,
         timeout: float | None = None,
+        rows_only: bool = False,
     ) -> dict[str, Any]: ...
 
     def get(self, context: Any, rtype: Any, namespace: str | None, name: str) -> dict[str, Any]: ...
@@ -117,12 +144,251 @@ class KubernetesPort(Protocol):
         self, context: Any, path: str, params: dict[str, Any] | None = None, timeout: float | None = None
     ) -> dict[str, Any]: ...
 
+    def list_metadata(
+        self, context: Any, path: str, params: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> dict[str, Any]: ...
+
+    def list_table(
+        self, context: Any, path: str, params: dict[str, Any] | None = None, timeout: float | None = None
+    ) -> dict[str, Any]: ...
+
     def pod_logs(self, context: Any, namespace: str, name: str, params: dict[str, Any]) -> str: ...
 
     def follow_pod_logs(
         self, context: Any, namespace: str, name: str, params: dict[str, Any], read_timeout: float = ...
-    ) -> Iterator[str]: ...
+    ) -> LogStream: ...
 
     def exec(
         self, context: Any, namespace: str, pod: str, container: str, command: list[str], timeout: float
     ) -> Any: ...
+
+    def open_exec(
+        self,
+        context: Any,
+        namespace: str,
+        pod: str,
+        container: str,
+        command: list[str],
+        *,
+        stdin: bool,
+        tty: bool,
+    ) -> Any:
+        """An exec WebSocket (v4.channel.k8s.io): a context manager with send(bytes) and recv(timeout)."""
+        ...
+
+    def open_terminal(
+        self,
+        context: Any,
+        namespace: str,
+        pod: str,
+        container: str,
+        command: list[str],
+        *,
+        rows: int,
+        cols: int,
+    ) -> Any:
+        """An interactive exec session (adapters.kubernetes.ExecSession): write, resize, read, exit_code."""
+        ...
+
+    def watch_objects(
+        self,
+        context: Any,
+        rtype: Any,
+        *,
+        namespace: str | None,
+        label_selector: str | None,
+        resource_version: str,
+        timeout_seconds: int,
+    ) -> LogStream:
+        """Watch events (one JSON document per line) after `resource_version`, bookmarks included."""
+        ...
+
+
+# -- AI: providers, budget ledger, configuration ------------------------------------------------
+
+
+class BudgetMeter(Protocol):
+    """The budget ledger bound to one caller (kubilitics.ai.budget.BudgetMeter): every LLM call
+    reserves its worst case before it is sent and settles its real usage after it returns."""
+
+    def reserve(self, *, model: str, max_input_tokens: int, max_output_tokens: int) -> Any:
+        """Returns a reservation; raises TokenBudgetExhausted when it does not fit."""
+        ...
+
+    def settle(
+        self, reservation: Any, *, input_tokens: int, output_tokens: int, success: bool, latency_ms: int
+    ) -> Any: ...
+
+
+class AIProvider(Protocol):
+    """An LLM (or the offline explainer) behind one interface (kubilitics.ai.providers).
+
+    `run` redacts everything it sends, executes the model's read-only tool calls through
+    `call_tool`, bounds the turns, and meters every call through `meter`.
+    """
+
+    name: str
+    model: str | None
+
+    def run(
+        self,
+        request: Any,
+        *,
+        meter: BudgetMeter,
+        tools: Sequence[Any] = (),
+        call_tool: Callable[[str, dict[str, Any]], Any] | None = None,
+        redactor: Any = None,
+    ) -> Any: ...
+
+
+class BudgetStore(Protocol):
+    """Month ledgers and usage records (adapters.dynamodb.DynamoBudgetStore). Amounts are integers
+    (micro-USD and tokens)."""
+
+    def reserve(
+        self,
+        month: str,
+        reservation_id: str,
+        *,
+        cost: int,
+        tokens: int,
+        max_committed_cost: int,
+        max_committed_tokens: int,
+        created_at: float,
+        expires_at: int,
+    ) -> bool:
+        """Add to `committed` only if it stays within the maxima, atomically; False if it does not fit."""
+        ...
+
+    def settle(
+        self,
+        month: str,
+        reservation_id: str,
+        *,
+        reserved_cost: int,
+        reserved_tokens: int,
+        cost: int,
+        tokens: int,
+        success: bool,
+        at: float,
+        expires_at: int,
+    ) -> dict[str, Any]:
+        """Swap the reservation for the real usage; returns the month's new totals."""
+        ...
+
+    def totals(self, month: str) -> dict[str, Any]: ...
+
+    def reservations(self, month: str) -> list[dict[str, Any]]: ...
+
+    def release(self, month: str, reservation_id: str, *, cost: int, tokens: int) -> bool: ...
+
+    def mark_alert(self, month: str, threshold: int, at: float) -> bool:
+        """Record that `threshold` was crossed; False if it was recorded already."""
+        ...
+
+    def put_usage(self, month: str, record: dict[str, Any], expires_at: int) -> None: ...
+
+    def usage(self, month: str, start: float, end: float) -> list[dict[str, Any]]: ...
+
+
+class AiConfigStore(Protocol):
+    """The stored AI configuration overrides (a JSON document) with optimistic versioning."""
+
+    def load(self) -> tuple[dict[str, Any], int]:
+        """(overrides, version); ({}, 0) when nothing is stored."""
+        ...
+
+    def save(self, overrides: dict[str, Any], expected_version: int, updated_by: str, at: float) -> bool:
+        """False when someone else saved since `expected_version` was read."""
+        ...
+
+
+class SecretValueStore(Protocol):
+    """One secret's value (the AI provider key in Secrets Manager)."""
+
+    def get(self) -> str | None: ...
+
+    def put(self, value: str) -> None: ...
+
+
+# -- Real time: WebSocket connections, watch sets, session queues ------------------------------
+
+
+class ConnectionNotifier(Protocol):
+    """Pushes messages to WebSocket connections (API Gateway's post_to_connection, or local sockets)."""
+
+    def post(self, connection_id: str, message: str) -> bool:
+        """Send one text message; False when the connection is gone (API Gateway's 410)."""
+        ...
+
+    def close(self, connection_id: str) -> None: ...
+
+
+class RealtimeStore(Protocol):
+    """Connections, their subscriptions, the watch sets they share, and the relay's lease.
+
+    Implemented by adapters.dynamodb.DynamoRealtimeStore; the records are services.realtime_model's.
+    """
+
+    def put_connection(self, connection: Any) -> None: ...
+
+    def get_connection(self, connection_id: str) -> Any: ...
+
+    def delete_connection(self, connection_id: str) -> list[Any]:
+        """Remove the connection, its subscriptions and pointers; returns the pointers it had."""
+        ...
+
+    def add_subscription(
+        self,
+        connection_id: str,
+        subscription_id: str,
+        watch_set: Any,
+        initial_rv: Callable[[], str],
+        expires_at: int,
+    ) -> str:
+        """Store a subscription; returns the resourceVersion after which its events are delivered."""
+        ...
+
+    def put_pointer(self, connection_id: str, pointer: Any, expires_at: int) -> None: ...
+
+    def get_pointer(self, connection_id: str, name: str) -> Any: ...
+
+    def delete_pointer(self, connection_id: str, name: str) -> Any: ...
+
+    def list_sets(self) -> list[Any]: ...
+
+    def get_set(self, key: str) -> Any: ...
+
+    def list_members(self, key: str) -> list[Any]: ...
+
+    def checkpoint(self, key: str, resource_version: str, at: float, epoch: int) -> bool: ...
+
+    def delete_set_if_unused(self, key: str, generation: int) -> bool: ...
+
+    def acquire_lease(self, owner: str, now: float, lease_until: float, ends_at: float) -> int | None:
+        """Take the relay lease if free or expired; the new fencing epoch, or None while held."""
+        ...
+
+    def renew_lease(self, owner: str, lease_until: float) -> bool: ...
+
+    def release_lease(self, owner: str) -> None: ...
+
+    def read_lease(self) -> dict[str, Any] | None: ...
+
+
+class SessionQueue(Protocol):
+    """Client input for a shell or live-log session held by another process (the session Lambda)."""
+
+    def append(self, session_id: str, command: dict[str, Any]) -> int:
+        """Queue one command; its sequence number. 404 not_found when the session has ended."""
+        ...
+
+    def read(self, session_id: str, after: int) -> list[tuple[int, dict[str, Any]]]: ...
+
+    def open(self, session_id: str, connection_id: str, expires_at: int) -> None: ...
+
+    def finish(self, session_id: str) -> None: ...
+
+
+class AsyncInvoker(Protocol):
+    def invoke_async(self, function: str, payload: dict[str, Any]) -> None: ...

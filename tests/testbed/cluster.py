@@ -127,8 +127,9 @@ def k8s_cluster() -> Iterator[TestbedCluster]:
     if os.environ.get("KUBILITICS_TESTBED", "").lower() == "skip":
         pytest.skip("KUBILITICS_TESTBED=skip: testbed cluster disabled")
     cluster = TestbedCluster(kubeconfig=str(STATE / "kubeconfig"), context=CONTEXT)
-    if not _answers(cluster):
-        # up.sh prints build/start progress; let it go to the terminal (pytest -s) or the log.
+    was_running = _answers(cluster)
+    # Always run up.sh: on a running cluster it only checks it answers and that nodesim runs.
+    if True:
         proc = subprocess.run(
             ["bash", str(SCRIPTS / "up.sh")],
             stdin=subprocess.DEVNULL,
@@ -142,7 +143,7 @@ def k8s_cluster() -> Iterator[TestbedCluster]:
                 f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}",
                 pytrace=False,
             )
-        cluster.started_here = True
+        cluster.started_here = not was_running
     _delete_stale_namespaces(cluster)
     yield cluster
     if cluster.started_here and os.environ.get("KUBILITICS_TESTBED_TEARDOWN") == "1":

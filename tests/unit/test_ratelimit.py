@@ -24,7 +24,7 @@ def principal(sub: str = "alice", token_type: str = "user") -> Principal:
 
 
 @pytest.fixture()
-def store(aws):
+def store(aws, atomic_moto):
     from kubilitics.container import get_container
 
     return DynamoRateLimitStore(get_container().settings.rate_limit_table)

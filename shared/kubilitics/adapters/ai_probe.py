@@ -17,10 +17,18 @@ class AnthropicProbe:
         self._base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self._timeout = timeout
 
+    @property
+    def endpoint(self) -> str:
+        return self._base_url
+
     def __call__(self) -> str:
+        return self.check()[0]
+
+    def check(self) -> tuple[str, str | None]:
+        """(status, reason when not healthy): `GET /api/v1/ai/status` reports the reason."""
         api_key = self._api_key()
         if not api_key:
-            return "not_configured"
+            return "not_configured", None
         try:
             response = urllib3.request(
                 "GET",
@@ -29,6 +37,14 @@ class AnthropicProbe:
                 timeout=urllib3.Timeout(total=self._timeout),
                 retries=False,
             )
+        except urllib3.exceptions.NewConnectionError:  # a subclass of the timeout error in urllib3 2
+            return "unhealthy", "connection_error"
+        except urllib3.exceptions.TimeoutError:
+            return "unhealthy", "connection_timeout"
         except urllib3.exceptions.HTTPError:
-            return "unhealthy"
-        return "healthy" if response.status < 500 and response.status != 401 else "unhealthy"
+            return "unhealthy", "connection_error"
+        if response.status == 401:
+            return "unhealthy", "authentication_failed"
+        if response.status >= 500:
+            return "unhealthy", f"http_{response.status}"
+        return "healthy", None

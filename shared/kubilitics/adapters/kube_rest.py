@@ -44,14 +44,16 @@ class KubeRestClient:
             )
         self._workdir = Path(tempfile.mkdtemp(prefix="kubilitics-tls-"))
         cluster, user = context.cluster, context.user
-        tls = ssl.create_default_context()
+        ca = (
+            None
+            if cluster.get("insecure-skip-tls-verify")
+            else _material(cluster, "certificate-authority", self._workdir)
+        )
+        # With a cluster CA, trust only it (and skip loading the system store: ~35 ms of cold start).
+        tls = ssl.create_default_context(cafile=ca)
         if cluster.get("insecure-skip-tls-verify"):
             tls.check_hostname = False
             tls.verify_mode = ssl.CERT_NONE
-        else:
-            ca = _material(cluster, "certificate-authority", self._workdir)
-            if ca:
-                tls.load_verify_locations(cafile=ca)
         cert = _material(user, "client-certificate", self._workdir)
         key = _material(user, "client-key", self._workdir)
         if cert and key:

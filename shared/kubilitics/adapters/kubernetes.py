@@ -7,10 +7,12 @@ cached per context.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,17 @@ from kubilitics.errors import KubiliticsError
 DISCOVERY_TTL_SECONDS = 300
 # A kind not found in a cache at least this old triggers one fresh discovery (new CRDs).
 DISCOVERY_REFRESH_AFTER_SECONDS = 5
+# Table rows without objects, falling back to the full list on servers that do not offer tables.
+TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+# PartialObjectMetadataList, falling back to the full list on servers that do not offer it.
+METADATA_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
+
+
+def _refuse_dot_segments(*segments: str | None) -> None:
+    """ "." or ".." as a name would be resolved as a relative path: `configmaps/..` is the namespace."""
+    for segment in segments:
+        if segment in (".", ".."):
+            raise KubiliticsError(f"{segment!r} is not a valid name", code="invalid_parameter")
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,7 @@ class ResourceType:
         self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
     ) -> str:
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        _refuse_dot_segments(namespace, name)
         if self.namespaced and namespace:
             base += f"/namespaces/{quote(namespace, safe='')}"
         base += f"/{self.plural}"
@@ -151,15 +165,22 @@ class KubernetesGateway:
         limit: int | None = None,
         continue_token: str | None = None,
         timeout: float | None = None,
+        rows_only: bool = False,
     ) -> dict[str, Any]:
+        """`rows_only`: a Table with one small row per object (`rows`), enough to count and skip."""
         params = {
             "labelSelector": label_selector or None,
             "fieldSelector": field_selector or None,
             "limit": limit,
             "continue": continue_token or None,
+            "includeObject": "None" if rows_only else None,
         }
         return self.client(context).json(
-            "GET", rtype.path(namespace), timeout=timeout or self.timeout, params=params
+            "GET",
+            rtype.path(namespace),
+            timeout=timeout or self.timeout,
+            params=params,
+            accept=TABLE_ACCEPT if rows_only else "application/json",
         )
 
     def get(
@@ -257,6 +278,34 @@ class KubernetesGateway:
     ) -> dict[str, Any]:
         return self.client(context).get_json(path, timeout=timeout or self.timeout, params=params)
 
+    def list_metadata(
+        self,
+        context: ContextConfig,
+        path: str,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """A list with only each object's metadata: a fraction of the bytes, for counting and grouping."""
+        return self.client(context).json(
+            "GET", path, timeout=timeout or self.timeout, params=params, accept=METADATA_LIST_ACCEPT
+        )
+
+    def list_table(
+        self,
+        context: ContextConfig,
+        path: str,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """A list as the server's printed Table (kubectl's columns, no objects): ~40x smaller than JSON."""
+        return self.client(context).json(
+            "GET",
+            path,
+            timeout=timeout or self.timeout,
+            params={**(params or {}), "includeObject": "None"},
+            accept=TABLE_ACCEPT,
+        )
+
     # ---- pods: logs and exec ---------------------------------------------------------------
 
     def pod_logs(self, context: ContextConfig, namespace: str, name: str, params: dict[str, Any]) -> str:
@@ -273,23 +322,47 @@ class KubernetesGateway:
         name: str,
         params: dict[str, Any],
         read_timeout: float = 3600,
-    ) -> Iterator[str]:
-        """Lines as the kubelet writes them, until the container stops or the caller stops reading."""
+    ) -> LogLines:
+        """Lines as the kubelet writes them, until the container stops or the caller stops reading.
+
+        The request is made on `open()` or the first line; `close()` ends the stream from any thread.
+        """
         path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/log"
-        response = self.client(context).request(
-            "GET", path, timeout=read_timeout, params={**params, "follow": "true"}, accept="*/*", stream=True
+        client = self.client(context)
+        return LogLines(
+            lambda: client.request(
+                "GET", path, timeout=read_timeout, params={**params, "follow": "true"}, accept="*/*",
+                stream=True,
+            )
+        )  # fmt: skip
+
+    def watch_objects(
+        self,
+        context: ContextConfig,
+        rtype: ResourceType,
+        *,
+        namespace: str | None,
+        label_selector: str | None,
+        resource_version: str,
+        timeout_seconds: int,
+    ) -> LogLines:
+        """Watch events after `resource_version`, one JSON document per line, bookmarks on.
+
+        The server ends the watch after `timeout_seconds`; `close()` ends it earlier from any thread.
+        """
+        client = self.client(context)
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "labelSelector": label_selector or None,
+            "timeoutSeconds": timeout_seconds,
+        }
+        return LogLines(
+            lambda: client.request(
+                "GET", rtype.path(namespace), timeout=timeout_seconds + 30, params=params, stream=True
+            )
         )
-        try:
-            pending = b""
-            for chunk in response.stream(4096, decode_content=True):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield line.decode("utf-8", errors="replace")
-            if pending:
-                yield pending.decode("utf-8", errors="replace")
-        finally:
-            response.release_conn()
 
     def exec(
         self,
@@ -335,6 +408,24 @@ class KubernetesGateway:
         return ExecResult(exec_exit_code(status), b"".join(stdout).decode(errors="replace"),
                           b"".join(stderr).decode(errors="replace"))  # fmt: skip
 
+    def open_terminal(
+        self,
+        context: ContextConfig,
+        namespace: str,
+        pod: str,
+        container: str,
+        command: list[str],
+        *,
+        rows: int,
+        cols: int,
+    ) -> ExecSession:
+        """An interactive exec (stdin and a TTY of rows x cols) for a shell session."""
+        session = ExecSession(
+            self.open_exec(context, namespace, pod, container, command, stdin=True, tty=True)
+        )
+        session.resize(rows, cols)
+        return session
+
     def open_exec(
         self,
         context: ContextConfig,
@@ -379,6 +470,51 @@ class KubernetesGateway:
             ) from exc  # fmt: skip
 
 
+class ExecSession:
+    """An interactive exec over the v4 channel protocol: one thread may write while another reads.
+
+    Channels: 0 stdin, 1 stdout, 2 stderr, 3 the final status, 4 terminal size.
+    """
+
+    def __init__(self, socket: Any):
+        self._socket = socket.__enter__()  # websockets wants its connections used as context managers
+        self.status: dict[str, Any] | None = None
+
+    def write(self, data: bytes) -> None:
+        self._socket.send(b"\x00" + data)
+
+    def resize(self, rows: int, cols: int) -> None:
+        self._socket.send(b"\x04" + json.dumps({"Width": cols, "Height": rows}).encode())
+
+    def read(self, timeout: float) -> tuple[str, bytes] | None:
+        """("stdout" | "stderr", data), or None when nothing came within `timeout`.
+
+        Raises EOFError when the stream has ended (the process exited: see `exit_code`).
+        """
+        try:
+            frame = self._socket.recv(timeout=timeout)
+        except TimeoutError:
+            return None
+        except Exception as exc:
+            raise EOFError(str(exc)) from exc
+        if not isinstance(frame, bytes) or not frame:
+            return ("stdout", b"")
+        channel, payload = frame[0], frame[1:]
+        if channel == 3:
+            self.status = json.loads(payload) if payload else {}
+            return ("stdout", b"")
+        return ("stderr" if channel == 2 else "stdout", payload)
+
+    @property
+    def exit_code(self) -> int | None:
+        """The process's exit code once the status frame came; None while it runs (or was cut off)."""
+        return None if self.status is None else exec_exit_code(self.status)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # already closed by the server
+            self._socket.close()
+
+
 def exec_exit_code(status: dict[str, Any]) -> int:
     """The exit code from the exec status frame (channel 3)."""
     if not status or status.get("status") == "Success":
@@ -389,4 +525,77 @@ def exec_exit_code(status: dict[str, Any]) -> int:
                 return int(cause.get("message", "1"))
             except ValueError:
                 return 1
-    return 1
+    # Some runtimes (kwok's local exec among them) give the code only in the message.
+    match = _EXIT_IN_MESSAGE.search(str(status.get("message", "")))
+    return int(match.group(1)) if match else 1
+
+
+_EXIT_IN_MESSAGE = re.compile(r"exit (?:status|code) (\d+)\s*$")
+
+
+class LogLines:
+    """The lines of a followed pod log, read lazily from one streamed response.
+
+    `close()` may be called from another thread: it shuts the socket down, so a read that is blocked
+    waiting for the next line returns at once and the iteration ends.
+    """
+
+    def __init__(self, open_response: Callable[[], Any]):
+        self._open_response = open_response
+        self._response: Any = None
+        self._closed = False
+        self._lock = threading.Lock()
+        self._lines = self._read()
+
+    def open(self) -> None:
+        """Make the request now (API errors raise here); idempotent."""
+        if self._response is not None or self._closed:
+            return
+        response = self._open_response()
+        with self._lock:
+            closed, self._response = self._closed, response
+        if closed:
+            response.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):  # already closed: nothing to interrupt
+                response.shutdown()
+
+    def __iter__(self) -> LogLines:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._lines)
+
+    def _read(self) -> Iterator[str]:
+        self.open()
+        response = self._response
+        if response is None:
+            return
+        if self._closed:
+            response.close()
+            return
+        finished = False
+        try:
+            pending = b""
+            for chunk in response.stream(4096, decode_content=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode("utf-8", errors="replace")
+            if pending:
+                yield pending.decode("utf-8", errors="replace")
+            finished = True
+        except Exception:
+            if not self._closed:
+                raise
+        finally:
+            # A stream left half-read cannot go back to the pool: it would hand later requests its rest.
+            if finished:
+                response.release_conn()
+            else:
+                response.close()

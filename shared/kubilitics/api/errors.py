@@ -10,22 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kubilitics.clock import rfc3339
-from kubilitics.errors import ERROR_STATUS, KubiliticsError
+from kubilitics.errors import ERROR_STATUS, KubiliticsError, error_body
 
 log = logging.getLogger(__name__)
-
-
-def error_body(
-    code: str, message: str, details: dict[str, Any] | None, trace_id: str | None
-) -> dict[str, Any]:
-    return {
-        "error": code,
-        "message": message,
-        "details": details or {},
-        "timestamp": rfc3339(),
-        "trace_id": trace_id,
-    }
 
 
 def error_response(exc: KubiliticsError, trace_id: str | None) -> JSONResponse:

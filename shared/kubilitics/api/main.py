@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from kubilitics.api.routers import system
+from kubilitics.api.routers import ai_admin, cluster, observability, pods, realtime, resources, system
 
 
 def cluster_routers() -> list[APIRouter]:
     """Health, version and the cluster-management groups (served on port 8080)."""
-    return [system.router]
+    return [
+        system.router,
+        resources.router,
+        cluster.router,
+        observability.router,
+        pods.router,
+        realtime.router,
+    ]
 
 
 def ai_routers() -> list[APIRouter]:
     """The AI groups (served on 8080 and, like the reference's AI service, on 8081)."""
-    return []
+    return [ai_admin.router]

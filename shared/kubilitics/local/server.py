@@ -31,6 +31,10 @@ def _port_free(host: str, port: int) -> bool:
 def start_moto(host: str, port: int) -> str:
     from moto.server import ThreadedMotoServer
 
+    from kubilitics.local.moto_atomic import make_dynamodb_atomic
+
+    make_dynamodb_atomic()  # concurrent requests must count rate limits exactly, as in DynamoDB
+
     if not _port_free(host, port):
         raise SystemExit(f"port {port} is taken; pass --moto-port with a free port")
     ThreadedMotoServer(ip_address=host, port=port, verbose=False).start()
@@ -86,6 +90,12 @@ def prepare(args: argparse.Namespace) -> str:
     container.reset()
     services = container.get_container()
     create_tables(client("dynamodb"), services.settings)
+    # Like the template's AiSecret: created empty, so the AI provider is "not configured" (rules
+    # only) until an admin stores a key with PUT /api/v1/ai/config.
+    secret = client("secretsmanager").create_secret(Name="kubilitics-local-ai-key")
+    os.environ["KUBILITICS_AI_SECRET_ARN"] = secret["ARN"]
+    container.reset()
+    services = container.get_container()
     token, _ = services.token_codec.mint(
         sub="dev-admin", scopes=["admin"], token_type="admin", now=services.clock.now()
     )
@@ -97,12 +107,24 @@ async def serve(args: argparse.Namespace) -> None:
 
     from kubilitics.api.app import create_app
     from kubilitics.api.main import ai_routers, cluster_routers
+    from kubilitics.config import get_settings
 
     main_app = create_app(*cluster_routers(), *ai_routers())
     ai_app = create_app(*ai_routers(), title="Kubilitics AI API")
+    # WebSocket keep-alive (reference section 8): a ping every 30 s; no pong within 30 s drops the client.
+    ping = get_settings().ws_ping_interval_seconds
     servers = [
-        uvicorn.Server(uvicorn.Config(main_app, host=args.host, port=args.port, log_level=args.log_level)),
-        uvicorn.Server(uvicorn.Config(ai_app, host=args.host, port=args.ai_port, log_level=args.log_level)),
+        uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=args.host,
+                port=port,
+                log_level=args.log_level,
+                ws_ping_interval=ping,
+                ws_ping_timeout=ping,
+            )
+        )
+        for app, port in ((main_app, args.port), (ai_app, args.ai_port))
     ]
     await asyncio.gather(*(server.serve() for server in servers))
 

@@ -1,0 +1,1 @@
+"""Benchmarks of `make bench` (`python -m bench`): they print figures and never fail on a time."""

@@ -1,0 +1,104 @@
+"""Events, metrics and topology (reference sections 6 and 7)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from kubilitics.api.deps import KubeContext, Services, require
+from kubilitics.auth.tokens import Principal
+
+router = APIRouter(tags=["observability"])
+
+Name = Annotated[str | None, Query(min_length=1, max_length=253)]
+
+
+@router.get("/api/v1/events", summary="Cluster events in a time window")
+async def list_events(
+    _: Annotated[Principal, Depends(require("read", "read"))],
+    context: KubeContext,
+    services: Services,
+    namespace: Name = None,
+    resource_kind: Annotated[str | None, Query(min_length=1, max_length=253)] = None,
+    resource_name: Name = None,
+    event_type: Annotated[str | None, Query(description="Normal, Warning or Error")] = None,
+    since_time: Annotated[str | None, Query(description="RFC 3339 (default: one hour ago)")] = None,
+    until_time: Annotated[str | None, Query(description="RFC 3339 (default: now)")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    sort_order: Literal["asc", "desc"] = "desc",
+) -> JSONResponse:
+    body = await run_in_threadpool(
+        services.events.list_events,
+        context,
+        now=services.clock.now(),
+        namespace=namespace,
+        resource_kind=resource_kind,
+        resource_name=resource_name,
+        event_type=event_type,
+        since_time=since_time,
+        until_time=until_time,
+        limit=limit,
+        sort_order=sort_order,
+    )
+    return JSONResponse(body)
+
+
+@router.get("/api/v1/metrics/nodes", summary="Node CPU and memory: usage, allocatable, requests, limits")
+async def node_metrics(
+    _: Annotated[Principal, Depends(require("read", "standard"))],
+    context: KubeContext,
+    services: Services,
+    node_name: Name = None,
+    sort_by: Literal["name", "cpu_usage", "memory_usage", "network"] = "name",
+) -> JSONResponse:
+    body = await run_in_threadpool(
+        services.metrics.nodes, context, now=services.clock.now(), node_name=node_name, sort_by=sort_by
+    )
+    return JSONResponse(body)
+
+
+@router.get("/api/v1/metrics/pods", summary="Container CPU and memory against requests and limits")
+async def pod_metrics(
+    _: Annotated[Principal, Depends(require("read", "standard"))],
+    context: KubeContext,
+    services: Services,
+    namespace: Name = None,
+    pod_name: Name = None,
+    sort_by: Literal["name", "cpu_usage", "memory_usage"] = "name",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JSONResponse:
+    body = await run_in_threadpool(
+        services.metrics.pods,
+        context,
+        now=services.clock.now(),
+        namespace=namespace,
+        pod_name=pod_name,
+        sort_by=sort_by,
+        limit=limit,
+    )
+    return JSONResponse(body)
+
+
+@router.get("/api/v1/topology", summary="Nodes, namespaces, workloads and their relationships")
+async def topology(
+    _: Annotated[Principal, Depends(require("read", "topology"))],
+    context: KubeContext,
+    services: Services,
+    depth: Annotated[int, Query(ge=1, le=5, description="1 summary ... 5 containers")] = 3,
+    namespace: Name = None,
+    include_metrics: bool = True,
+    include_events: bool = False,
+) -> JSONResponse:
+    body = await run_in_threadpool(
+        services.topology.topology,
+        context,
+        now=services.clock.now(),
+        depth=depth,
+        namespace=namespace,
+        include_metrics=include_metrics,
+        include_events=include_events,
+    )
+    return JSONResponse(body)

@@ -1,0 +1,116 @@
+"""GET/POST /api/v1/resources/{kind}, PUT/DELETE /api/v1/resources/{kind}/{namespace}/{name} (section 3)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from kubilitics.api.deps import KubeContext, Services, require
+from kubilitics.auth.tokens import Principal
+from kubilitics.services.resources import CLUSTER_SCOPED_NAMESPACE, DEFAULT_LIMIT, MAX_LIMIT, ListQuery
+
+router = APIRouter(prefix="/api/v1/resources", tags=["resources"])
+
+Kind = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=253,
+        description="Kind, plural or short name (`Pod`, `pods`, `po`), optionally with its group "
+        "(`deployments.apps`); any kind the cluster serves, custom resources included",
+    ),
+]
+Namespace = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=63,
+        description=f"Namespace; `{CLUSTER_SCOPED_NAMESPACE}` for cluster-scoped kinds (Node, ClusterRole)",
+    ),
+]
+Name = Annotated[str, Path(min_length=1, max_length=253)]
+Manifest = Annotated[dict[str, Any], Body(description="A Kubernetes object as JSON (camelCase fields)")]
+
+# Objects are returned as JSONResponse: FastAPI's encoder would walk every field of every object.
+
+
+@router.get("/{kind}", summary="List objects of any kind, with selectors, paging and sorting")
+async def list_resources(
+    kind: Kind,
+    _: Annotated[Principal, Depends(require("read", "read"))],
+    context: KubeContext,
+    services: Services,
+    namespace: Annotated[str | None, Query(max_length=63, description="Omit for all namespaces")] = None,
+    label_selector: Annotated[str | None, Query(max_length=4096, examples=["app=web,tier!=cache"])] = None,
+    field_selector: Annotated[str | None, Query(max_length=4096, examples=["status.phase=Running"])] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    sort_by: Annotated[Literal["name", "created", "age"] | None, Query()] = None,
+    sort_order: Annotated[Literal["asc", "desc"] | None, Query()] = None,
+) -> JSONResponse:
+    query = ListQuery(namespace, label_selector, field_selector, limit, offset, sort_by, sort_order)
+    return JSONResponse(await run_in_threadpool(services.resources.list_page, context, kind, query))
+
+
+@router.post("/{kind}", status_code=201, summary="Create an object (validate_only: server-side dry run)")
+async def create_resource(
+    kind: Kind,
+    manifest: Manifest,
+    principal: Annotated[Principal, Depends(require("write", "write"))],
+    context: KubeContext,
+    services: Services,
+    validate_only: Annotated[bool, Query(description="Dry run: 200 with the would-be object")] = False,
+) -> JSONResponse:
+    created = await run_in_threadpool(
+        lambda: services.resources.create(
+            context,
+            kind,
+            manifest,
+            default_namespace=principal.namespace or "default",
+            dry_run=validate_only,
+        )
+    )
+    return JSONResponse(created, status_code=200 if validate_only else 201)
+
+
+@router.put("/{kind}/{namespace}/{name}", summary="Replace or patch an object")
+async def update_resource(
+    kind: Kind,
+    namespace: Namespace,
+    name: Name,
+    body: Manifest,
+    _: Annotated[Principal, Depends(require("write", "write"))],
+    context: KubeContext,
+    services: Services,
+    patch_strategy: Annotated[
+        Literal["replace", "merge_patch", "strategic_merge_patch"], Query()
+    ] = "replace",
+) -> JSONResponse:
+    updated = await run_in_threadpool(
+        lambda: services.resources.update(context, kind, namespace, name, body, strategy=patch_strategy)
+    )
+    return JSONResponse(updated)
+
+
+@router.delete("/{kind}/{namespace}/{name}", summary="Delete an object")
+async def delete_resource(
+    kind: Kind,
+    namespace: Namespace,
+    name: Name,
+    _: Annotated[Principal, Depends(require("delete", "write"))],
+    context: KubeContext,
+    services: Services,
+    grace_period_seconds: Annotated[
+        int | None, Query(ge=0, le=31_536_000, description="Default: the object's own (30 s for most pods)")
+    ] = None,
+    force: Annotated[bool, Query(description="Delete at once (grace period 0)")] = False,
+) -> JSONResponse:
+    deleted = await run_in_threadpool(
+        lambda: services.resources.delete(
+            context, kind, namespace, name, grace_period_seconds=grace_period_seconds, force=force
+        )
+    )
+    return JSONResponse(deleted)

@@ -1,0 +1,243 @@
+"""Shell and live-log sessions: started from a WebSocket message, run by a worker that outlives it.
+
+On API Gateway a WebSocket message cannot reach a running Lambda, so a session is run by the session
+Lambda (invoked asynchronously, one invocation per session): it holds the Kubernetes stream, reads the
+client's input from a per-session queue in DynamoDB (`SessionQueue`), and pushes output with
+post_to_connection. The local server runs the same `run_session` on a thread, with the queue in memory.
+
+Concurrency: a shell takes one of the user's `shells` slots, a followed log one of their `logs` slots;
+the worker gives it back when the session ends, whatever the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubilitics.errors import KubiliticsError, NotFound
+from kubilitics.ports import (
+    AsyncInvoker,
+    Clock,
+    ConnectionNotifier,
+    KubernetesPort,
+    RealtimeStore,
+    SessionQueue,
+)
+from kubilitics.services import realtime_messages as messages
+from kubilitics.services.live_logs import LogsSpec, open_follow, stream_lines
+from kubilitics.services.pods import PodService
+from kubilitics.services.ratelimit import RateLimiter
+from kubilitics.services.realtime_messages import ShellCommand
+from kubilitics.services.realtime_model import SHELL_POINTER, Connection, Pointer, subscription_pointer
+from kubilitics.services.shell import ShellSession, ShellSpec
+
+log = logging.getLogger(__name__)
+
+SLOT_CATEGORY = {"shell": "shells", "logs": "logs"}
+
+
+class Sessions:
+    """Starts sessions (pointer on the connection, queue, worker) and routes client input to them."""
+
+    def __init__(
+        self,
+        store: RealtimeStore,
+        queue: SessionQueue,
+        invoker: AsyncInvoker,
+        worker: str | None,
+        clock: Clock,
+    ):
+        self._store = store
+        self._queue = queue
+        self._invoker = invoker
+        self._worker = worker
+        self._clock = clock
+
+    def start_shell(self, connection: Connection, spec: ShellSpec) -> str:
+        return self._start(connection, "shell", SHELL_POINTER, spec.to_dict())
+
+    def start_logs(self, connection: Connection, spec: LogsSpec) -> str:
+        return self._start(connection, "logs", subscription_pointer(spec.subscription_id), spec.to_dict())
+
+    def _start(self, connection: Connection, kind: str, pointer_name: str, spec: dict[str, Any]) -> str:
+        if not self._worker:
+            raise KubiliticsError(
+                "Sessions are not available: KUBILITICS_SHELL_SESSION_FUNCTION is not set",
+                code="service_unavailable",
+            )
+        session_id = f"{'sh' if kind == 'shell' else 'lg'}-{uuid.uuid4().hex[:16]}"
+        pointer = Pointer(pointer_name, kind, session_id=session_id, sub=connection.sub)
+        self._store.put_pointer(connection.connection_id, pointer, connection.expires_at)
+        try:
+            self._queue.open(session_id, connection.connection_id, connection.expires_at)
+            self._invoker.invoke_async(
+                self._worker,
+                {
+                    "kind": kind,
+                    "session_id": session_id,
+                    "connection_id": connection.connection_id,
+                    "sub": connection.sub,
+                    "pointer": pointer_name,
+                    "spec": spec,
+                },
+            )
+        except KubiliticsError:
+            self._store.delete_pointer(connection.connection_id, pointer_name)
+            raise
+        return session_id
+
+    def send_shell(self, connection: Connection, command: ShellCommand) -> None:
+        pointer = self._store.get_pointer(connection.connection_id, SHELL_POINTER)
+        if pointer is None or not pointer.session_id:
+            raise NotFound(
+                "No shell session on this connection: send an init message first",
+                details={"connection": "no_shell_session"},
+            )
+        self._queue.append(pointer.session_id, command.to_dict())
+
+    def stop(self, pointer: Pointer) -> None:
+        """The client unsubscribed from a live log: tell its worker to end it."""
+        if pointer.session_id:
+            self._tell(pointer.session_id, ShellCommand("exit"))
+
+    def close_all(self, pointers: list[Pointer]) -> None:
+        """The connection is gone: every session it had ends."""
+        for pointer in pointers:
+            if pointer.session_id:
+                self._tell(pointer.session_id, ShellCommand("close"))
+
+    def _tell(self, session_id: str, command: ShellCommand) -> None:
+        with contextlib.suppress(NotFound):  # it has ended already
+            self._queue.append(session_id, command.to_dict())
+
+
+class QueuedInputs:
+    """A session's client commands read from its queue, in sequence order.
+
+    A gap (command n+1 visible before n, whose write is still in flight) is waited for up to
+    `gap_seconds`, then skipped: a lost keystroke beats a stuck terminal.
+    """
+
+    def __init__(
+        self,
+        queue: SessionQueue,
+        session_id: str,
+        clock: Clock,
+        *,
+        fast_poll: float = 0.03,
+        slow_poll: float = 0.15,
+        gap_seconds: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._queue = queue
+        self._session_id = session_id
+        self._clock = clock
+        self._fast, self._slow, self._gap_seconds = fast_poll, slow_poll, gap_seconds
+        self._sleep = sleep
+        self._pending: deque[ShellCommand] = deque()
+        self._last = 0
+        self._gap_since: float | None = None
+        self._last_input = clock.now()
+        self._next_poll = 0.0
+
+    def get(self, timeout: float) -> ShellCommand | None:
+        deadline = self._clock.now() + timeout
+        while not self._pending:
+            now = self._clock.now()
+            if now >= self._next_poll:
+                self._poll(now)
+                # Poll often while the user types, less when the terminal is quiet.
+                self._next_poll = now + (self._fast if now - self._last_input < 5 else self._slow)
+                continue
+            if now >= deadline:
+                return None
+            self._sleep(max(0.0, min(self._next_poll, deadline) - now))
+        return self._pending.popleft()
+
+    def _poll(self, now: float) -> None:
+        for seq, raw in self._queue.read(self._session_id, self._last):
+            if seq != self._last + 1:
+                self._gap_since = self._gap_since or now
+                if now - self._gap_since < self._gap_seconds:
+                    return
+                log.warning("session %s: input %d never arrived; skipped", self._session_id, self._last + 1)
+            self._gap_since = None
+            self._last = seq
+            self._last_input = now
+            self._pending.append(ShellCommand.from_dict(raw))
+
+
+@dataclass(frozen=True)
+class SessionWorker:
+    """What a session worker needs (the session Lambda, or a thread of the local server)."""
+
+    kube: KubernetesPort
+    pods: PodService
+    contexts: Callable[[str], Any]
+    store: RealtimeStore
+    queue: SessionQueue
+    notifier: ConnectionNotifier
+    rate_limiter: RateLimiter
+    clock: Clock
+    idle_seconds: float
+    poll_seconds: float = 0.03
+
+    def run(self, payload: dict[str, Any], max_seconds: float | None = None) -> dict[str, Any]:
+        """Run one session to its end; the pointer, the queue and the concurrency slot are cleaned up."""
+        kind, session_id = payload["kind"], payload["session_id"]
+        connection_id, sub = payload["connection_id"], payload["sub"]
+        inputs = QueuedInputs(self.queue, session_id, self.clock, fast_poll=self.poll_seconds)
+
+        def emit(message: str) -> bool:
+            return self.notifier.post(connection_id, message)
+
+        outcome: dict[str, Any] = {"session_id": session_id, "kind": kind}
+        try:
+            if kind == "shell":
+                spec = ShellSpec.from_dict(payload["spec"])
+                session = ShellSession(
+                    self.kube,
+                    self.contexts(spec.context),
+                    spec,
+                    emit,
+                    inputs,
+                    self.clock,
+                    self.idle_seconds,
+                    max_seconds,
+                )
+                outcome["exit_code"], outcome["reason"] = session.run()
+            else:
+                logs = LogsSpec.from_dict(payload["spec"])
+                follow = open_follow(self.pods, self.contexts(logs.context), logs)
+                outcome["reason"] = stream_lines(follow, logs, emit, inputs, self.clock, max_seconds)
+        except KubiliticsError as exc:
+            subscription_id = payload["spec"].get("subscription_id")
+            emit(messages.error_message(exc, None, subscription_id))
+            if kind == "logs":
+                emit(messages.log_end(subscription_id, "error"))
+            outcome["error"] = exc.code
+        finally:
+            self._clean_up(session_id, connection_id, payload["pointer"], sub, kind)
+        return outcome
+
+    def _clean_up(self, session_id: str, connection_id: str, pointer_name: str, sub: str, kind: str) -> None:
+        for step in (
+            lambda: self.queue.finish(session_id),
+            lambda: self._drop_pointer(connection_id, pointer_name, session_id),
+            lambda: self.rate_limiter.release_slot(sub, SLOT_CATEGORY[kind]),
+        ):
+            try:
+                step()
+            except Exception as exc:  # one failed step must not keep the others from running
+                log.warning("session %s clean-up step failed: %r", session_id, exc)
+
+    def _drop_pointer(self, connection_id: str, pointer_name: str, session_id: str) -> None:
+        pointer = self.store.get_pointer(connection_id, pointer_name)
+        if pointer is not None and pointer.session_id == session_id:
+            self.store.delete_pointer(connection_id, pointer_name)

@@ -1,0 +1,415 @@
+"""The local server's WebSockets (/api/v1/ws, /api/v1/shell) with a real client, on the test cluster.
+
+Watch events are checked against the API server's own record: a watch from the resourceVersion the
+subscription was acknowledged with, read after the fact.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+import pytest
+from kubilitics.config import DEVELOPMENT_JWT_SECRET
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from tests.pods_testbed import PODS, append_log, start_pods
+
+pytestmark = pytest.mark.cluster
+
+
+def dev_token(sub: str, scope: str, **claims: Any) -> str:
+    now = int(time.time())
+    body = {
+        "sub": sub,
+        "iat": now,
+        "exp": now + 3600,
+        "scope": scope,
+        "token_type": "user",
+        "jti": f"{sub}-{now}",
+    }
+    body.update(claims)
+    return jwt.encode(body, DEVELOPMENT_JWT_SECRET, algorithm="HS256")
+
+
+@contextmanager
+def socket(server, token: str | None, path: str = "/api/v1/ws", **headers: str) -> Iterator[ClientConnection]:
+    url = server.url.replace("http://", "ws://") + path + (f"?token={token}" if token else "")
+    with connect(url, additional_headers=headers or None, open_timeout=10) as ws:
+        yield ws
+
+
+def send(ws: ClientConnection, message: dict[str, Any] | str) -> None:
+    ws.send(message if isinstance(message, str) else json.dumps(message))
+
+
+def receive(ws: ClientConnection, timeout: float = 10) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(ws.recv(timeout=timeout))
+    return message
+
+
+def collect(
+    ws: ClientConnection, done: Callable[[list[dict[str, Any]]], bool], timeout: float = 90
+) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while not done(messages):
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out; received so far: {[summary(m) for m in messages]}"
+        try:
+            messages.append(receive(ws, timeout=left))
+        except TimeoutError:
+            continue
+    return messages
+
+
+def nothing_arrives(ws: ClientConnection, seconds: float) -> None:
+    with pytest.raises(TimeoutError):
+        ws.recv(timeout=seconds)
+
+
+def summary(message: dict[str, Any]) -> tuple[str, str, str]:
+    metadata = (message.get("resource") or {}).get("metadata") or {}
+    return message.get("type", ""), metadata.get("name", ""), metadata.get("resourceVersion", "")
+
+
+def subscribe(ws: ClientConnection, **fields: Any) -> dict[str, Any]:
+    send(ws, {"action": "subscribe", **fields})
+    ack = receive(ws)
+    assert ack["type"] == "SUBSCRIBED", ack
+    return ack
+
+
+def api_server_events(cluster, namespace: str, since_rv: str) -> list[tuple[str, str, str]]:
+    """Every Pod event in `namespace` after `since_rv`, as the API server's watch has them."""
+    raw = cluster.kubectl(
+        "get",
+        "--raw",
+        f"/api/v1/namespaces/{namespace}/pods?watch=1&resourceVersion={since_rv}&timeoutSeconds=3",
+    ).stdout
+    events = [json.loads(line) for line in raw.splitlines() if line.strip()]
+    return [
+        (e["type"], e["object"]["metadata"]["name"], e["object"]["metadata"]["resourceVersion"])
+        for e in events
+        if e["type"] != "BOOKMARK"
+    ]
+
+
+def deployment(namespace: str, replicas: int) -> str:
+    return f"""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {namespace}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{{name: app, image: "nginx:1.27"}}]
+"""
+
+
+def pod(namespace: str, name: str, image: str = "nginx:1.27", labels: str = "{app: shell}") -> str:
+    return f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {namespace}, labels: {labels}}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers: [{{name: app, image: "{image}"}}]
+"""
+
+
+# ---- watch subscriptions --------------------------------------------------------------------------
+
+
+def test_deployment_lifecycle_reaches_the_subscriber_exactly_once_in_order(
+    local_server, k8s_cluster, k8s_namespace
+):
+    with socket(local_server, local_server.admin_token) as ws:
+        ack = subscribe(ws, resource_kind="Pod", namespace=k8s_namespace, subscription_id="pods-1")
+        assert (
+            ack["resource_kind"] == "Pod" and ack["api_version"] == "v1" and ack["namespace"] == k8s_namespace
+        )
+        since = ack["resource_version"]
+
+        k8s_cluster.kubectl("apply", "-f", "-", input=deployment(k8s_namespace, 2))
+        events = collect(ws, lambda ms: running_pods(ms) >= 2)
+        k8s_cluster.kubectl("scale", "deployment/web", "-n", k8s_namespace, "--replicas=3")
+        events += collect(ws, lambda ms: running_pods(events + ms) >= 3)
+        k8s_cluster.kubectl("delete", "deployment/web", "-n", k8s_namespace)
+        events += collect(ws, lambda ms: sum(m["type"] == "DELETED" for m in ms) >= 3)
+        nothing_arrives(ws, 1.0)  # and nothing after the last pod is gone
+
+    assert all(m["subscription_id"] == "pods-1" for m in events)
+    assert all(m["resource"]["kind"] == "Pod" and m["timestamp"].endswith("Z") for m in events)
+    received = [summary(m) for m in events]
+    # Exactly what the API server recorded after the acknowledged resourceVersion, in the same order.
+    assert received == api_server_events(k8s_cluster, k8s_namespace, since)
+    names = {name for _, name, _ in received}
+    assert len(names) == 3
+    for name in names:
+        own = [kind for kind, n, _ in received if n == name]
+        assert own[0] == "ADDED" and own[-1] == "DELETED" and own.count("ADDED") == own.count("DELETED") == 1
+    added = [name for kind, name, _ in received if kind == "ADDED"]
+    scaled = received.index(
+        ("ADDED", added[2], next(rv for k, n, rv in received if n == added[2] and k == "ADDED"))
+    )
+    assert all(kind != "DELETED" for kind, _, _ in received[:scaled])  # the third pod came with the scale-up
+    versions = [int(rv) for _, _, rv in received]
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)
+
+
+def running_pods(messages: list[dict[str, Any]]) -> int:
+    phases: dict[str, str] = {}
+    for m in messages:
+        if m.get("type") in ("ADDED", "MODIFIED"):
+            phases[m["resource"]["metadata"]["name"]] = (m["resource"].get("status") or {}).get("phase", "")
+    return sum(phase == "Running" for phase in phases.values())
+
+
+def test_unsubscribe_stops_the_events_of_that_subscription_only(local_server, k8s_cluster, k8s_namespace):
+    with (
+        socket(local_server, local_server.admin_token) as first,
+        socket(local_server, local_server.admin_token) as other,
+    ):
+        subscribe(first, resource_kind="configmaps", namespace=k8s_namespace, subscription_id="mine")
+        subscribe(other, resource_kind="cm", namespace=k8s_namespace, subscription_id="theirs")
+
+        k8s_cluster.kubectl("create", "configmap", "before", "-n", k8s_namespace)
+        assert summary(receive(first))[:2] == ("ADDED", "before")
+        assert summary(receive(other))[:2] == ("ADDED", "before")
+
+        send(first, {"action": "unsubscribe", "subscription_id": "mine"})
+        done = receive(first)
+        assert (done["type"], done["subscription_id"]) == ("UNSUBSCRIBED", "mine")
+        k8s_cluster.kubectl("create", "configmap", "after", "-n", k8s_namespace)
+        # The same watch still serves the other connection: the event was relayed, just not to `first`.
+        assert summary(receive(other))[:2] == ("ADDED", "after")
+        nothing_arrives(first, 1.0)
+
+        send(first, {"action": "unsubscribe", "subscription_id": "mine"})
+        error = receive(first)
+        assert error["type"] == "ERROR" and error["error"]["error"] == "not_found" and error["status"] == 404
+
+
+def test_label_selector_filters_on_the_api_server(local_server, k8s_cluster, k8s_namespace):
+    with socket(local_server, local_server.admin_token) as ws:
+        subscribe(
+            ws, resource_kind="ConfigMap", namespace=k8s_namespace, label_selector="tier in (web),!legacy"
+        )
+        for name, labels in (
+            ("plain", ""),
+            ("web", "tier=web"),
+            ("old", "tier=web,legacy=yes"),
+            ("db", "tier=db"),
+        ):
+            k8s_cluster.kubectl("create", "configmap", name, "-n", k8s_namespace)
+            if labels:
+                k8s_cluster.kubectl("label", "configmap", name, "-n", k8s_namespace, *labels.split(","))
+        received = collect(ws, lambda ms: len(ms) >= 1)
+        nothing_arrives(ws, 1.0)
+    # Only "web" ever matched; a labelled object enters the selection as ADDED.
+    assert [summary(m)[:2] for m in received] == [("ADDED", "web")]
+
+
+# ---- shells ---------------------------------------------------------------------------------------
+
+
+def run_shell(
+    ws: ClientConnection, namespace: str, pod_name: str, script: str, **init: Any
+) -> tuple[str, dict]:
+    send(
+        ws, {"action": "init", "namespace": namespace, "pod_name": pod_name, "rows": 30, "cols": 100, **init}
+    )
+    send(ws, {"type": "input", "data": script})
+    messages = collect(ws, lambda ms: bool(ms) and ms[-1]["type"] in ("exit", "ERROR"), timeout=30)
+    output = "".join(m["data"] for m in messages if m["type"] == "output")
+    return output, messages[-1]
+
+
+def test_shell_runs_echo_hello_and_exits_0(local_server, k8s_cluster, k8s_namespace):
+    k8s_cluster.kubectl("apply", "-f", "-", input=pod(k8s_namespace, "box"))
+    with socket(local_server, local_server.admin_token, "/api/v1/shell") as ws:
+        output, last = run_shell(ws, k8s_namespace, "box", "echo hello\nexit\n")
+    assert last == {"type": "exit", "exit_code": 0}
+    assert "hello" in [line.strip() for line in output.replace("\r", "").split("\n")]
+
+
+def test_shell_exit_code_resize_and_a_second_session_on_the_same_socket(
+    local_server, k8s_cluster, k8s_namespace
+):
+    k8s_cluster.kubectl("apply", "-f", "-", input=pod(k8s_namespace, "box"))
+    with socket(local_server, local_server.admin_token, "/api/v1/shell") as ws:
+        send(ws, {"action": "init", "namespace": k8s_namespace, "pod_name": "box", "container": "app"})
+        send(ws, {"type": "resize", "rows": 42, "cols": 132})
+        send(ws, {"type": "input", "data": "stty size\nexit 3\n"})
+        messages = collect(ws, lambda ms: bool(ms) and ms[-1]["type"] == "exit", timeout=30)
+        assert messages[-1] == {"type": "exit", "exit_code": 3}
+        assert "42 132" in "".join(m["data"] for m in messages if m["type"] == "output")
+        output, last = run_shell(ws, k8s_namespace, "box", "echo again\nexit\n")
+        assert last["exit_code"] == 0 and "again" in output
+
+
+def test_ten_shells_per_user_then_429_until_one_ends(local_server, k8s_cluster, k8s_namespace):
+    k8s_cluster.kubectl("apply", "-f", "-", input=pod(k8s_namespace, "box"))
+    token = dev_token(f"shell-user-{time.time_ns()}", "read,exec")
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket(local_server, token, "/api/v1/shell")) for _ in range(11)]
+        for ws in sockets[:10]:
+            send(ws, {"action": "init", "namespace": k8s_namespace, "pod_name": "box"})
+            first = receive(ws)
+            assert first["type"] == "output", first  # the shell's first words: it runs
+        send(sockets[10], {"action": "init", "namespace": k8s_namespace, "pod_name": "box"})
+        refused = receive(sockets[10])
+        assert refused["type"] == "ERROR" and refused["status"] == 429
+        assert refused["error"]["error"] == "rate_limit_exceeded"
+        assert refused["error"]["details"]["concurrent_limit"] == 10
+
+        send(sockets[0], {"type": "exit"})
+        assert collect(sockets[0], lambda ms: ms[-1]["type"] == "exit")[-1] == {
+            "type": "exit",
+            "exit_code": None,
+            "reason": "exit_requested",
+        }
+        output, last = run_shell(sockets[10], k8s_namespace, "box", "echo eleventh\nexit\n")
+        assert last["exit_code"] == 0 and "eleventh" in output
+
+
+# ---- live logs ------------------------------------------------------------------------------------
+
+
+def test_live_logs_follow_one_container_with_the_rest_filters(local_server, k8s_cluster, k8s_namespace):
+    start_pods(k8s_cluster, k8s_namespace, PODS, ["solo"])
+    with socket(local_server, local_server.admin_token) as ws:
+        request = {
+            "action": "logs",
+            "namespace": k8s_namespace,
+            "pod_name": "solo",
+            "subscription_id": "solo-logs",
+        }
+        send(ws, {**request, "search": "error", "timestamps": False})
+        ack = receive(ws)
+        assert (
+            ack["type"] == "SUBSCRIBED" and ack["stream"] == "logs" and ack["subscription_id"] == "solo-logs"
+        )
+        first = receive(ws)
+        # The REST endpoint's search: case-insensitive, on the message; timestamps: false drops them.
+        assert (first["type"], first["line"]) == ("log", "Bravo ERROR")
+
+        now = datetime.now(UTC)
+        append_log(
+            k8s_cluster, k8s_namespace, "solo", "app", [(now, "served 1"), (now, "late Error"), (now, "ok")]
+        )
+        later = receive(ws)
+        assert (later["type"], later["subscription_id"], later["line"]) == ("log", "solo-logs", "late Error")
+        nothing_arrives(ws, 0.5)  # the other new lines do not match
+
+        send(ws, {"action": "unsubscribe", "subscription_id": "solo-logs"})
+        ends = collect(ws, lambda ms: {m["type"] for m in ms} >= {"UNSUBSCRIBED", "log_end"})
+        assert {m["type"]: m.get("reason") for m in ends}["log_end"] == "unsubscribed"
+
+
+# ---- bad input ------------------------------------------------------------------------------------
+
+
+def error_of(ws: ClientConnection, message: dict[str, Any] | str) -> dict[str, Any]:
+    send(ws, message)
+    reply = receive(ws)
+    assert reply["type"] == "ERROR", reply
+    body = reply["error"]
+    assert set(body) >= {"error", "message", "details", "timestamp", "trace_id"}
+    assert body["trace_id"].startswith("req-")
+    return reply
+
+
+def test_bad_messages_get_an_error_and_the_connection_stays_usable(local_server, k8s_cluster, k8s_namespace):
+    k8s_cluster.kubectl("apply", "-f", "-", input=pod(k8s_namespace, "box"))
+    ns = k8s_namespace
+    with socket(local_server, local_server.admin_token) as ws:
+        assert error_of(ws, '{"action": "subscribe", ')["error"]["error"] == "validation_failed"
+        unknown = error_of(ws, {"action": "teleport"})
+        assert unknown["status"] == 400 and unknown["error"]["error"] == "validation_failed"
+        assert unknown["error"]["details"]["field"] == "action"
+        kind = error_of(ws, {"action": "subscribe", "resource_kind": "Frobnicator", "subscription_id": "f"})
+        assert kind["subscription_id"] == "f" and kind["status"] == 400
+        assert (
+            kind["error"]["error"] == "invalid_resource_kind"
+            and "Pod" in kind["error"]["details"]["valid_kinds"]
+        )
+        missing = error_of(ws, {"action": "subscribe", "namespace": ns})
+        assert missing["error"]["error"] == "missing_required_field"
+        assert missing["error"]["details"]["field"] == "resource_kind"
+        selector = error_of(
+            ws, {"action": "subscribe", "resource_kind": "Pod", "label_selector": "app in (web"}
+        )
+        assert selector["error"]["error"] == "invalid_label_selector"
+        no_pod = error_of(ws, {"action": "init", "namespace": ns, "pod_name": "ghost"})
+        assert no_pod["status"] == 404 and no_pod["error"]["error"] == "not_found"
+        assert no_pod["error"]["details"] == {"namespace": ns, "pod_name": "ghost"}
+        no_container = error_of(
+            ws, {"action": "init", "namespace": ns, "pod_name": "box", "container": "ghost"}
+        )
+        assert no_container["status"] == 400 and no_container["error"]["error"] == "invalid_parameter"
+        assert no_container["error"]["details"]["containers"] == ["app"]
+        no_shell = error_of(ws, {"type": "input", "data": "ls\n"})
+        assert no_shell["error"]["error"] == "not_found"
+        no_logs = error_of(ws, {"action": "logs", "namespace": ns, "pod_name": "ghost"})
+        assert no_logs["error"]["error"] == "not_found"
+        subscribe(ws, resource_kind="Pod", namespace=ns, subscription_id="still-works")
+        duplicate = error_of(
+            ws, {"action": "subscribe", "resource_kind": "Pod", "subscription_id": "still-works"}
+        )
+        assert duplicate["status"] == 409 and duplicate["error"]["error"] == "already_exists"
+
+    with socket(local_server, dev_token("reader", "read"), "/api/v1/shell") as ws:
+        scope = error_of(ws, {"action": "init", "namespace": ns, "pod_name": "box"})
+        assert scope["status"] == 403 and scope["error"]["error"] == "insufficient_scope"
+        assert scope["error"]["details"]["required_scope"] == "exec"
+        subscribe(ws, resource_kind="Pod", namespace=ns)  # and the connection still works
+
+
+def refusal(server, token: str | None, **headers: str) -> tuple[int, dict[str, Any]]:
+    with pytest.raises(InvalidStatus) as refused, socket(server, token, **headers):
+        pass
+    response = refused.value.response
+    return response.status_code, json.loads(response.body)
+
+
+def test_connections_without_a_valid_token_are_refused_before_the_upgrade(local_server, k8s_cluster):
+    assert refusal(local_server, None)[0] == 401
+    status, body = refusal(local_server, "not-a-jwt")
+    assert (status, body["error"]) == (401, "unauthorized")
+    expired = dev_token("late", "read", exp=int(time.time()) - 10)
+    assert refusal(local_server, expired)[1]["error"] == "token_expired"
+    bound = dev_token("ci", "read", cluster_id="some-other-cluster")
+    status, body = refusal(local_server, bound, **{"X-Kubeconfig-Context": k8s_cluster.context})
+    assert (status, body["error"]) == (403, "forbidden")
+    assert refusal(local_server, local_server.admin_token, **{"X-Kubeconfig-Context": "nope"})[1][
+        "error"
+    ] == ("invalid_context")
+
+    revoked = local_server.cli("token", "create", "--sub", "dora", "--scope", "read").stdout.strip()
+    with socket(local_server, None, Authorization=f"Bearer {revoked}") as ws:  # the header works too
+        subscribe(ws, resource_kind="Namespace")
+        assert local_server.cli("token", "revoke", "--token", revoked).returncode == 0
+        # Instances see a revocation within 30 s; then the connection's next message ends it.
+        deadline = time.monotonic() + 30
+        while True:
+            reply = error_of(ws, {"action": "unsubscribe", "subscription_id": "none"})
+            if reply["error"]["error"] != "not_found" or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert reply["status"] == 401 and reply["error"]["error"] == "token_revoked"
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    assert refusal(local_server, revoked)[1]["error"] == "token_revoked"

@@ -1,0 +1,162 @@
+"""List paging over a fake gateway: exact totals and pages whatever the API server's page sizes.
+
+The fake serves limit/continue like the API server, including its licence to answer with fewer objects
+than asked for, and gives remainingItemCount only without selectors. The integration tests check the
+same against the real API server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kubilitics.services.resources import ListQuery, ResourcesService
+
+
+@dataclass(frozen=True)
+class FakeType:
+    kind: str = "ConfigMap"
+    plural: str = "configmaps"
+    group: str = ""
+    version: str = "v1"
+    namespaced: bool = True
+    verbs: tuple[str, ...] = ("list", "get", "create", "update", "patch", "delete")
+
+    @property
+    def api_version(self) -> str:
+        return self.version
+
+    def matches(self, text: str) -> bool:
+        return text.lower() in (self.kind.lower(), self.plural)
+
+
+@dataclass
+class FakeKube:
+    objects: list[dict[str, Any]]
+    short_pages: bool = False  # answer with one object less than asked for, when more than one is asked
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    timeout: float = 1.0
+
+    def resource_type(self, context: Any, kind: str) -> FakeType:
+        return FakeType()
+
+    def resource_types(self, context: Any, *, max_age: float = 0) -> list[FakeType]:
+        return [FakeType()]
+
+    def get(self, context: Any, rtype: Any, namespace: str | None, name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name}}  # the namespace exists
+
+    def list_objects(self, context: Any, rtype: Any, **kw: Any) -> dict[str, Any]:
+        self.calls.append(kw)
+        selected = [
+            o for o in self.objects if not kw["label_selector"] or o["metadata"]["labels"]["odd"] == "1"
+        ]
+        start = int(kw["continue_token"] or 0)
+        size = kw["limit"] - 1 if self.short_pages and kw["limit"] > 1 else kw["limit"]
+        chunk = selected[start : start + size]
+        metadata: dict[str, Any] = {"resourceVersion": "7"}
+        if start + size < len(selected):
+            metadata["continue"] = str(start + size)
+            if not kw["label_selector"]:
+                metadata["remainingItemCount"] = len(selected) - start - size
+        if kw.get("rows_only"):
+            return {
+                "kind": "Table",
+                "metadata": metadata,
+                "rows": [{"cells": [o["metadata"]["name"]]} for o in chunk],
+            }
+        return {"kind": "ConfigMapList", "metadata": metadata, "items": [dict(o) for o in chunk]}
+
+
+def objects(count: int) -> list[dict[str, Any]]:
+    # API server order is by name; creation times run the other way round so the sorts differ.
+    return [
+        {
+            "metadata": {
+                "name": f"cm-{i:04d}",
+                "namespace": "ns",
+                "labels": {"odd": str(i % 2)},
+                "creationTimestamp": f"2026-01-01T00:{59 - i % 60:02d}:{i // 60:02d}Z",
+            }
+        }
+        for i in range(count)
+    ]
+
+
+def names(body: dict[str, Any]) -> list[str]:
+    return [item["metadata"]["name"] for item in body["items"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    count=st.integers(0, 40),
+    limit=st.integers(1, 12),
+    offset=st.integers(0, 45),
+    selector=st.booleans(),
+    short_pages=st.booleans(),
+    sort=st.sampled_from([None, ("name", "asc"), ("name", "desc"), ("created", "asc"), ("age", "asc")]),
+)
+def test_every_page_is_the_slice_of_the_whole_list(count, limit, offset, selector, short_pages, sort):
+    everything = objects(count)
+    kube = FakeKube(everything, short_pages=short_pages)
+    query = ListQuery(
+        namespace="ns",
+        label_selector="odd=1" if selector else None,
+        limit=limit,
+        offset=offset,
+        sort_by=sort[0] if sort else None,
+        sort_order=sort[1] if sort else None,
+    )
+    body = ResourcesService(kube).list_page(None, "ConfigMap", query)
+
+    expected = [o for o in everything if not selector or o["metadata"]["labels"]["odd"] == "1"]
+    if sort:
+        by_time = sort[0] in ("created", "age")
+        reverse = (sort[1] == "desc") != (sort[0] == "age")
+        expected.sort(
+            key=lambda o: (
+                (o["metadata"]["creationTimestamp"], o["metadata"]["name"])
+                if by_time
+                else o["metadata"]["name"]
+            ),
+            reverse=reverse,
+        )
+    window = expected[offset : offset + limit]
+    assert names(body) == [o["metadata"]["name"] for o in window]
+    assert body["total_count"] == len(expected)
+    assert body["page"] == {
+        "limit": limit,
+        "offset": offset,
+        "returned": len(window),
+        "has_more": offset + len(window) < len(expected),
+    }
+    assert all(item["kind"] == "ConfigMap" and item["apiVersion"] == "v1" for item in body["items"])
+
+
+def test_skipping_and_counting_use_rows_not_objects():
+    kube = FakeKube(objects(30))
+    body = ResourcesService(kube).list_page(
+        None, "ConfigMap", ListQuery(namespace="ns", label_selector="odd=1", limit=5, offset=4)
+    )
+    assert names(body) == ["cm-0009", "cm-0011", "cm-0013", "cm-0015", "cm-0017"]
+    assert body["total_count"] == 15
+    assert [(c["rows_only"], c["limit"]) for c in kube.calls] == [(True, 4), (False, 5), (True, 5000)]
+
+
+def test_without_selectors_the_remaining_count_saves_the_counting_call():
+    kube = FakeKube(objects(30))
+    body = ResourcesService(kube).list_page(None, "ConfigMap", ListQuery(namespace="ns", limit=5))
+    assert body["total_count"] == 30 and body["page"]["has_more"] is True
+    assert len(kube.calls) == 1
+
+
+def test_sorting_reads_every_page_but_returns_one():
+    kube = FakeKube(objects(1200))
+    body = ResourcesService(kube).list_page(
+        None, "ConfigMap", ListQuery(namespace="ns", limit=3, sort_by="name", sort_order="desc")
+    )
+    assert names(body) == ["cm-1199", "cm-1198", "cm-1197"]
+    assert body["total_count"] == 1200
+    assert [c["limit"] for c in kube.calls] == [500, 500, 500]
