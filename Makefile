@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-unit lint format bench testbed-up testbed-down sam-build clean
+.PHONY: setup run test test-unit lint format bench evals testbed-up testbed-down sam-build clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,10 @@ format: setup
 ## bench: benchmarks print their figures (cold start per function, ...)
 bench: setup
 	$(BIN)/python -m bench
+
+## evals: apply every diagnosis scenario to the test cluster and print accuracy per category
+evals: setup testbed-up
+	$(BIN)/python -m tests.evals.run
 
 testbed-up:
 	bash scripts/testbed/up.sh

@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import cold_start, resources, topology
+from bench import cold_start, investigations, resources, topology
 
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
     "cold_start": cold_start.main,
+    "investigations": investigations.main,
     "resources": resources.main,
     "topology": topology.main,
 }

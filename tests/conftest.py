@@ -95,3 +95,28 @@ def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
     from kubilitics.local.moto_atomic import make_dynamodb_atomic
 
     make_dynamodb_atomic(monkeypatch.setattr)
+
+
+@pytest.fixture()
+def investigation_machine(aws: Any, atomic_moto: None, settings_env: pytest.MonkeyPatch) -> Iterator[str]:
+    """statemachine/investigation.asl.json on moto's Step Functions interpreter, its Lambda tasks run
+    by functions/investigation_tasks/app.py in this process (kubilitics.local.workflows); settings
+    point at it. Yields the state machine ARN; waits for running executions before moto goes away."""
+    import importlib
+
+    from kubilitics import container
+    from kubilitics.adapters.aws import client
+    from kubilitics.local import workflows
+
+    handler = importlib.import_module("functions.investigation_tasks.app").handler
+    arn = workflows.install(
+        client("stepfunctions"),
+        container.get_container().settings.region,
+        {workflows.TASKS_FUNCTION: handler},
+        patch=settings_env.setattr,
+        set_item=settings_env.setitem,
+    )
+    settings_env.setenv("KUBILITICS_STATE_MACHINE_ARN", arn)
+    container.reset()
+    yield arn
+    workflows.wait_for_executions(client("stepfunctions"), arn)

@@ -54,7 +54,9 @@ kind: Pod
 metadata: {name: restarter}
 spec:
   containers:
-  - {name: main, image: busybox:1.36, command: ["sh", "-c", "echo run started; echo about to fail; sleep 1; exit 3"]}
+  - name: main
+    image: busybox:1.36
+    command: ["sh", "-c", "echo run started; echo about to fail; sleep 1; exit 3"]
   - name: keeper
     image: busybox:1.36
     command: ["sh", "-c", "sleep infinity"]

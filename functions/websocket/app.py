@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEven
 from kubilitics.auth.access import bearer_token
 from kubilitics.container import get_container
 from kubilitics.errors import KubiliticsError, error_body
+from kubilitics.services.chat import is_chat_message
 
 logger = Logger()
 
@@ -39,8 +40,15 @@ def handler(event: APIGatewayWebSocketEvent, context: Any) -> dict[str, Any]:
             return {"statusCode": exc.status, "headers": exc.headers, "body": json.dumps(body)}
         return {"statusCode": 200}
     if request.route_key == "$disconnect":
+        get_container().chat.end_connection(request.connection_id)  # gives the chat slot back
         realtime.disconnect(request.connection_id)
         return {"statusCode": 200}
     connection = realtime.connection(request.connection_id)
+    if is_chat_message(request.route_key, event.decoded_body):
+        services = get_container()
+        services.chat.on_connection_message(
+            connection, event.decoded_body, request.request_id, services.connection_notifier
+        )
+        return {"statusCode": 200}
     realtime.handle(request.connection_id, connection, event.decoded_body, trace_id=request.request_id)
     return {"statusCode": 200}

@@ -397,6 +397,7 @@ class CSim:
     probe_next: dict = field(default_factory=dict)
     container_id: str = ""
     image_ref: str = ""
+    term: dict = field(default_factory=dict)  # how the last run ended
 
 
 @dataclass
@@ -633,14 +634,17 @@ class NodeSim:
             for cspec in spec.get("initContainers") or []:
                 c = sim.containers[cspec["name"]]
                 self._step(pod, sim, c, cspec, now, wake)
-                sidecar_ok = c.sidecar and c.started
-                if not (c.stage == "done" and c.last.get("terminated", {}).get("exitCode", 1) == 0) \
-                        and not sidecar_ok and not (c.stage == "done" and c.state.get("terminated", {}).get("exitCode") == 0):
+                if c.stage == "backoff":
+                    wake.append(c.wake)
+                if not init_ok(c):
                     inits_done = False
                     break
             if inits_done:
                 for cspec in spec.get("containers") or []:
-                    self._step(pod, sim, sim.containers[cspec["name"]], cspec, now, wake)
+                    c = sim.containers[cspec["name"]]
+                    self._step(pod, sim, c, cspec, now, wake)
+                    if c.stage == "backoff":
+                        wake.append(c.wake)
             else:
                 for cspec in spec.get("containers") or []:
                     sim.containers[cspec["name"]].state = {"waiting": {"reason": "PodInitializing"}}
@@ -836,6 +840,7 @@ class NodeSim:
                 wake.append(c.wake)
                 return
             c.restarts += 1
+            c.last = {"terminated": c.term}
             c.stage = "created"
             self._step(pod, sim, c, cspec, now, wake)
             return
@@ -1029,9 +1034,8 @@ class NodeSim:
     def _exited(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, term: dict, now: float,
                 run_error: str = "", force_restart: bool = False) -> None:
         c.ready = False
-        c.last = {"terminated": term}
-        c.state = {"terminated": term}
-        c.plan = c.plan if c.plan else None
+        c.term = term
+        c.state = {"terminated": term}  # lastState moves when the container is restarted
         policy = pod["spec"].get("restartPolicy", "Always")
         if c.sidecar:
             policy = "Always"
@@ -1041,12 +1045,12 @@ class NodeSim:
             restart = False
         if not restart:
             c.stage = "done"
-            c.last = {}
             return
         # Back-off before the next start: the first restart is quick, then 10s, 20s, ... 5m.
         delay = 0.5 if c.restarts == 0 else self._backoff(c.restarts)
         c.stage, c.wake = "backoff", now + delay
         if delay > 1:
+            c.last = {"terminated": term}
             reason = run_error if run_error and c.restarts == 0 else "CrashLoopBackOff"
             c.state = {"waiting": {"reason": reason,
                                    "message": f"back-off {int(delay)}s restarting failed container={c.name} "
@@ -1055,6 +1059,7 @@ class NodeSim:
                        f"Back-off restarting failed container {c.name} in pod {sim.name}_{sim.ns}({sim.uid})",
                        c.name, c.init, min_interval=5)
         elif run_error:
+            c.last = {"terminated": term}
             c.state = {"waiting": {"reason": run_error, "message": term.get("message", "")}}
 
     def _terminate_pod(self, pod: dict, sim: PodSim, now: float) -> None:
@@ -1091,10 +1096,7 @@ class NodeSim:
         spec = pod["spec"]
         inits = [self._container_status(sim.containers[cs["name"]], cs) for cs in spec.get("initContainers") or []]
         mains = [self._container_status(sim.containers[cs["name"]], cs) for cs in spec.get("containers") or []]
-        init_done = all(s["state"].get("terminated", {}).get("exitCode") == 0 or
-                        (sim.containers[s["name"]].sidecar and sim.containers[s["name"]].started) or
-                        (sim.containers[s["name"]].stage == "done" and not sim.containers[s["name"]].last)
-                        for s in inits)
+        init_done = all(init_ok(sim.containers[s["name"]]) for s in inits)
         policy = spec.get("restartPolicy", "Always")
         cs_main = [sim.containers[cs["name"]] for cs in spec.get("containers") or []]
         if all(c.stage == "done" for c in cs_main) and cs_main:
@@ -1229,6 +1231,11 @@ class NodeSim:
         except ApiException as exc:
             if exc.status not in (403, 404):  # 403: the namespace is being deleted
                 log.warning("resource usage for %s/%s: %s", sim.ns, sim.name, exc.reason)
+
+
+def init_ok(c: CSim) -> bool:
+    """An init container lets the pod go on: it exited 0, or it is a started sidecar."""
+    return (c.stage == "done" and c.term.get("exitCode") == 0) or (c.sidecar and c.started)
 
 
 def image_id(image: str) -> str:

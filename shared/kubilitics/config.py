@@ -58,6 +58,29 @@ class Settings(BaseSettings):
     ai_model_prices: dict[str, dict[str, float]] = Field(default_factory=dict)
     ai_request_timeout_seconds: float = Field(default=60.0, gt=0)
 
+    # Investigations (Step Functions) and remediation actions
+    state_machine_arn: str | None = None  # the investigation state machine; the template sets it
+    investigation_retention_days: int = Field(default=90, ge=1)
+    action_approval_minutes: int = Field(default=120, ge=1)  # how long a proposed action may be approved
+    # After an approved change is applied: how long to watch the workload, and how long its new pods
+    # must stay healthy before the change counts as verified (a crash often comes seconds after start).
+    action_verify_timeout_seconds: float = Field(default=15.0, gt=0, le=25)
+    action_verify_settle_seconds: float = Field(default=6.0, ge=0)
+
+    # AI insights: the scan schedule of the local server (EventBridge runs it in AWS), the contexts
+    # scanned, and the unit prices behind `monthly_savings_usd` (defaults: Fargate, us-east-1).
+    insight_scan_interval_seconds: float = Field(default=900.0, ge=0)  # 0: only once at start
+    insight_contexts: str = ""  # comma-separated kubeconfig contexts; "" = the current context
+    insight_excluded_namespaces: str = "kube-system,kube-public,kube-node-lease"
+    insight_min_age_seconds: float = Field(default=1800.0, ge=0)  # idle / unattached: older than this
+    price_cpu_core_month_usd: float = Field(default=29.55, ge=0)
+    price_memory_gib_month_usd: float = Field(default=3.24, ge=0)
+    price_storage_gib_month_usd: float = Field(default=0.08, ge=0)
+
+    # AI chat sessions (reference section 14)
+    chat_idle_seconds: float = Field(default=1800.0, gt=0)
+    chat_request_timeout_seconds: float = Field(default=25.0, gt=0)  # one LLM call of a chat turn
+
     # HTTP
     max_body_bytes: int = Field(default=1_048_576, gt=0)
 

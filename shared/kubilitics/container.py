@@ -17,15 +17,34 @@ if TYPE_CHECKING:
 
     from kubilitics.adapters.ai_probe import AnthropicProbe
     from kubilitics.adapters.apigw import ApiGatewayNotifier, LambdaInvoker
-    from kubilitics.adapters.dynamodb import DynamoRealtimeStore, DynamoSessionQueue
+    from kubilitics.adapters.dynamodb import (
+        DynamoActionStore,
+        DynamoChatHistory,
+        DynamoInsightStore,
+        DynamoInvestigationStore,
+        DynamoRealtimeStore,
+        DynamoSessionQueue,
+    )
     from kubilitics.adapters.kube_rest import KubeRestClients
     from kubilitics.adapters.kubeconfig import KubeconfigSource
     from kubilitics.adapters.kubernetes import KubernetesGateway
     from kubilitics.ai.budget import BudgetLedger
-    from kubilitics.ports import AIProvider, ConnectionNotifier, SessionQueue
+    from kubilitics.ai.insights import ScanPolicy
+    from kubilitics.ports import (
+        AIProvider,
+        ConnectionNotifier,
+        InvestigationHistory,
+        SessionQueue,
+        WorkflowStarter,
+    )
+    from kubilitics.services.actions import ActionService
     from kubilitics.services.ai_admin import AiAdminService, AiConfigService
+    from kubilitics.services.analytics import AnalyticsService
+    from kubilitics.services.chat import ChatService
     from kubilitics.services.cluster import ClusterService
     from kubilitics.services.events import EventsService
+    from kubilitics.services.insights import InsightScanner, InsightsService
+    from kubilitics.services.investigations import InvestigationService, InvestigationTasks
     from kubilitics.services.metrics import MetricsService
     from kubilitics.services.pods import PodService
     from kubilitics.services.realtime import RealtimeService
@@ -149,9 +168,10 @@ class Container:
             self.clock,
         )
 
-    def ai_provider(self) -> AIProvider:
+    def ai_provider(self, timeout: float | None = None) -> AIProvider:
         """Claude when a key is configured, else the offline explainer. Built per use, so a new key
-        or model (PUT /api/v1/ai/config) applies to the next investigation."""
+        or model (PUT /api/v1/ai/config) applies to the next investigation. `timeout` bounds one
+        request (chat turns must fit in the WebSocket Lambda)."""
         from kubilitics.ai.providers import AnthropicProvider, OfflineProvider
 
         key = self.anthropic_api_key()
@@ -163,7 +183,7 @@ class Container:
             model=llm.model,
             base_url=self.settings.anthropic_base_url,
             max_tokens=llm.max_tokens,
-            timeout=self.settings.ai_request_timeout_seconds,
+            timeout=timeout or self.settings.ai_request_timeout_seconds,
         )
 
     @cached_property
@@ -177,7 +197,170 @@ class Container:
             probe=self.ai_probe,
             clock=self.clock,
             started_at=STARTED_AT,
+            queue=lambda: self.investigations.queue_counts(),
         )
+
+    # -- AI investigations (Step Functions) and remediation actions ---------------------------------
+
+    @cached_property
+    def investigation_store(self) -> DynamoInvestigationStore:
+        from kubilitics.adapters.dynamodb import DynamoInvestigationStore
+
+        return DynamoInvestigationStore(self.settings.state_table)
+
+    @cached_property
+    def action_store(self) -> DynamoActionStore:
+        from kubilitics.adapters.dynamodb import DynamoActionStore
+
+        return DynamoActionStore(self.settings.state_table)
+
+    @cached_property
+    def workflow_starter(self) -> WorkflowStarter:
+        from kubilitics.adapters.stepfunctions import StepFunctionsStarter
+
+        return StepFunctionsStarter(self.settings.state_machine_arn)
+
+    @cached_property
+    def investigations(self) -> InvestigationService:
+        from kubilitics.services.investigations import InvestigationService
+
+        return InvestigationService(
+            kube=self.kube,
+            store=self.investigation_store,
+            starter=self.workflow_starter,
+            rate_limiter=self.rate_limiter,
+            clock=self.clock,
+            retention_seconds=self.settings.investigation_retention_days * 86400,
+            llm_configured=lambda: bool(self.anthropic_api_key()),
+        )
+
+    @cached_property
+    def actions(self) -> ActionService:
+        from kubilitics.services.actions import ActionService, ActionSettings
+
+        s = self.settings
+        return ActionService(
+            kube=self.kube,
+            store=self.action_store,
+            contexts=self.kube_context,
+            config=self.ai_config.effective,
+            clock=self.clock,
+            settings=ActionSettings(
+                approval_seconds=s.action_approval_minutes * 60,
+                verify_timeout_seconds=s.action_verify_timeout_seconds,
+                verify_settle_seconds=s.action_verify_settle_seconds,
+                retention_seconds=s.investigation_retention_days * 86400,
+            ),
+        )
+
+    @cached_property
+    def investigation_tasks(self) -> InvestigationTasks:
+        from kubilitics.services.investigations import InvestigationTasks, LlmReasoner
+
+        def reasoner() -> LlmReasoner | None:
+            # Read per step: a key stored with PUT /api/v1/ai/config applies to the next investigation.
+            if not self.anthropic_api_key():
+                return None
+            return LlmReasoner(self.ai_provider(), self.budget_ledger, self.kube)
+
+        return InvestigationTasks(
+            kube=self.kube,
+            store=self.investigation_store,
+            contexts=self.kube_context,
+            actions=lambda: self.actions,
+            reasoner=reasoner,
+            rate_limiter=self.rate_limiter,
+            clock=self.clock,
+            retention_seconds=self.settings.investigation_retention_days * 86400,
+        )
+
+    # -- AI insights, chat, analytics --------------------------------------------------------------
+
+    @cached_property
+    def insight_store(self) -> DynamoInsightStore:
+        from kubilitics.adapters.dynamodb import DynamoInsightStore
+
+        return DynamoInsightStore(self.settings.state_table)
+
+    @cached_property
+    def insights(self) -> InsightsService:
+        from kubilitics.services.insights import InsightsService
+
+        return InsightsService(self.insight_store, self.clock)
+
+    def insight_policy(self) -> ScanPolicy:
+        """Thresholds and prices from settings; categories from the AI configuration's feature flags."""
+        from kubilitics.ai.insights import ScanPolicy, UnitPrices
+
+        s = self.settings
+        flags = self.ai_config.effective().feature_flags
+        return ScanPolicy(
+            excluded_namespaces=frozenset(
+                n.strip() for n in s.insight_excluded_namespaces.split(",") if n.strip()
+            ),
+            prices=UnitPrices(
+                s.price_cpu_core_month_usd, s.price_memory_gib_month_usd, s.price_storage_gib_month_usd
+            ),
+            security=flags.security_recommendations,
+            cost=flags.cost_optimization,
+            min_age_seconds=s.insight_min_age_seconds,
+        )
+
+    @cached_property
+    def insight_scanner(self) -> InsightScanner:
+        from kubilitics.services.insights import InsightScanner
+
+        return InsightScanner(self.kube, self.insight_store, self.clock, self.insight_policy)
+
+    def insight_contexts(self) -> list[Any]:
+        """The kubeconfig contexts the scheduled scan covers (default: the current context)."""
+        names = [n.strip() for n in self.settings.insight_contexts.split(",") if n.strip()]
+        config = self.kubeconfig.get()
+        return [config.resolve(name) for name in names] if names else [config.resolve(None)]
+
+    @cached_property
+    def chat_history(self) -> DynamoChatHistory:
+        from kubilitics.adapters.dynamodb import DynamoChatHistory
+
+        return DynamoChatHistory(self.settings.state_table)
+
+    @cached_property
+    def chat(self) -> ChatService:
+        from kubilitics.services.chat import ChatService
+
+        s = self.settings
+        return ChatService(
+            kube=self.kube,
+            contexts=self.kube_context,
+            history=self.chat_history,
+            ledger=self.budget_ledger,
+            provider=lambda: self.ai_provider(timeout=s.chat_request_timeout_seconds),
+            config=self.ai_config,
+            rate_limiter=self.rate_limiter,
+            revocations=self.revocations,
+            clock=self.clock,
+            idle_seconds=s.chat_idle_seconds,
+            realtime_store=self.realtime_store,
+        )
+
+    @cached_property
+    def analytics(self) -> AnalyticsService:
+        from kubilitics.adapters.dynamodb import DynamoEngagementStore
+        from kubilitics.services.analytics import AnalyticsService
+
+        return AnalyticsService(
+            ledger=self.budget_ledger,
+            insights=self.insight_store,
+            engagement=DynamoEngagementStore(self.settings.rate_limit_table),
+            investigations=self.investigation_history(),
+            clock=self.clock,
+        )
+
+    def investigation_history(self) -> InvestigationHistory | None:
+        """Investigations and actions for analytics."""
+        from kubilitics.services.investigations import InvestigationHistoryView
+
+        return InvestigationHistoryView(self.investigation_store, self.action_store)
 
     @cached_property
     def system(self) -> SystemService:
@@ -241,7 +424,7 @@ class Container:
 
     # ---- real time: WebSocket API, watch relay, sessions (modules imported on first use) -----------
 
-    def kube_context(self, name: str) -> Any:
+    def kube_context(self, name: str | None) -> Any:
         """A kubeconfig context by name, for work that runs outside a request (relay, sessions)."""
         return self.kubeconfig.get().resolve(name)
 
@@ -339,6 +522,7 @@ class Container:
             self.clock,
             owner,
             options or RelayOptions(takeover_window_seconds=self.settings.relay_takeover_window_seconds),
+            revoked=self.revocations.is_revoked,
         )
 
 

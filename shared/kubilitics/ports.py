@@ -11,8 +11,9 @@ class Clock(Protocol):
 
 
 class RateLimitStore(Protocol):
-    def increment_window(self, key: str, expires_at: int) -> int:
-        """Add one to the counter `key` atomically and return the new value."""
+    def increment_window(self, key: str, expires_at: int, usage: Any = None) -> int:
+        """Add one to the counter `key` atomically and return the new value. `usage`
+        (services.ratelimit.UsageMark) is stored on the same item for engagement analytics."""
         ...
 
     def acquire_slot(self, key: str, limit: int, lease_until: int) -> bool:
@@ -50,10 +51,6 @@ class LogStream(Protocol):
     def __iter__(self) -> Iterator[str]: ...
 
     def __next__(self) -> str: ...
-
-    def open(self) -> None:
-        """Start the stream now, so that API errors raise before the first line."""
-        ...
 
     def close(self) -> None: ...
 
@@ -392,3 +389,132 @@ class SessionQueue(Protocol):
 
 class AsyncInvoker(Protocol):
     def invoke_async(self, function: str, payload: dict[str, Any]) -> None: ...
+
+
+# -- Investigations (Step Functions) and remediation actions -----------------------------------
+
+
+class WorkflowStarter(Protocol):
+    """Starts a named execution of the investigation workflow (adapters.stepfunctions)."""
+
+    def start(self, name: str, payload: dict[str, Any]) -> str:
+        """Start the execution `name` (unique: the investigation id) with `payload`; its id (ARN)."""
+        ...
+
+
+class InvestigationStore(Protocol):
+    """Investigation records, their details and their large documents (adapters.dynamodb)."""
+
+    def create(self, record: dict[str, Any]) -> None: ...
+
+    def get(self, investigation_id: str) -> dict[str, Any] | None: ...
+
+    def update(self, investigation_id: str, fields: dict[str, Any]) -> None:
+        """Set these fields of the record (a `status` moves it between the status listings)."""
+        ...
+
+    def claim_slot_release(self, investigation_id: str) -> bool:
+        """True exactly once per investigation: the caller gives the concurrency slot back."""
+        ...
+
+    def list(self, statuses: Sequence[str]) -> list[dict[str, Any]]: ...
+
+    def count(self, status: str) -> int: ...
+
+    def put_detail(self, investigation_id: str, detail: dict[str, Any], expires_at: int) -> None: ...
+
+    def details(self, investigation_ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+
+    def put_document(self, investigation_id: str, name: str, document: Any, expires_at: int) -> int:
+        """Store a JSON document of any size (compressed, in chunks); its compressed size in bytes."""
+        ...
+
+    def get_document(self, investigation_id: str, name: str) -> Any: ...
+
+
+class ActionStore(Protocol):
+    """Proposed actions and their audit trail (adapters.dynamodb)."""
+
+    def put(self, action: dict[str, Any]) -> None: ...
+
+    def get(self, action_id: str) -> dict[str, Any] | None: ...
+
+    def transition(
+        self,
+        action_id: str,
+        from_status: str,
+        to_status: str,
+        fields: dict[str, Any],
+        *,
+        open_until_after: float | None = None,
+    ) -> bool:
+        """Move the action from `from_status` to `to_status` atomically (False if it is not in
+        `from_status`, or, with `open_until_after`, if its approval window closed before then)."""
+        ...
+
+    def update(self, action_id: str, fields: dict[str, Any]) -> None: ...
+
+    def list_status(self, status: str) -> list[dict[str, Any]]: ...
+
+    def add_audit(self, action_id: str, record: dict[str, Any], expires_at: int) -> None: ...
+
+    def audit(self, action_id: str) -> list[dict[str, Any]]: ...
+
+
+# -- AI insights, chat history, analytics -------------------------------------------------------
+
+
+class InsightStore(Protocol):
+    """Insights as records (plain dicts; adapters.dynamodb.DynamoInsightStore)."""
+
+    def list(self, context: str | None = None) -> list[dict[str, Any]]:
+        """Every insight of a kubeconfig context (None: of every context)."""
+        ...
+
+    def get(self, insight_id: str) -> dict[str, Any] | None: ...
+
+    def put(self, record: dict[str, Any], first_detected: float) -> None:
+        """Create or refresh what the scanner saw; never changes dismissal fields."""
+        ...
+
+    def resolve(self, insight_id: str, at: float, expires_at: int) -> bool: ...
+
+    def dismiss(
+        self, insight_id: str, by: str, reason: str, notes: str | None, at: float
+    ) -> dict[str, Any] | None:
+        """Dismiss atomically; None when the insight is missing or dismissed already."""
+        ...
+
+    def put_scan(self, context: str, report: dict[str, Any]) -> None: ...
+
+    def get_scan(self, context: str) -> dict[str, Any] | None: ...
+
+
+class ChatHistory(Protocol):
+    """The exchanges of a chat session (adapters.dynamodb.DynamoChatHistory)."""
+
+    def append(self, session_id: str, exchange: dict[str, Any], expires_at: int) -> None: ...
+
+    def recent(self, session_id: str, count: int) -> list[dict[str, Any]]:
+        """The last `count` exchanges, oldest first."""
+        ...
+
+
+class EngagementStore(Protocol):
+    """Per-minute request counters by user and category (the rate-limit counters)."""
+
+    def windows(self, start: float, end: float) -> list[dict[str, Any]]:
+        """Counters of windows in [start, end]: sub, category, window_start, n, op#<operation>."""
+        ...
+
+
+class InvestigationHistory(Protocol):
+    """Investigations and proposed actions as analytics reads them (built by the investigations work).
+
+    investigations: {"status", "severity", "created_at", "completed_at" (epoch or None)}
+    actions: {"status": "pending"|"approved"|"rejected"|"expired"|..., "created_at"}
+    """
+
+    def investigations(self, start: float, end: float) -> list[dict[str, Any]]: ...
+
+    def actions(self, start: float, end: float) -> list[dict[str, Any]]: ...

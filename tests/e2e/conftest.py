@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +46,18 @@ class LocalServer:
 
 @pytest.fixture(scope="session")
 def local_server(k8s_cluster, tmp_path_factory) -> Iterator[LocalServer]:
+    with start_local_server(k8s_cluster, tmp_path_factory) as server:
+        yield server
+
+
+@contextmanager
+def start_local_server(
+    k8s_cluster, tmp_path_factory, extra_env: dict[str, str] | None = None
+) -> Iterator[LocalServer]:
+    """`kubilitics serve` on free ports; `extra_env` adds settings (e.g. a fake Messages API URL)."""
     port, ai_port, moto_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBILITICS_", "AWS_"))}
+    env.update(extra_env or {})
     env["PYTHONPATH"] = str(REPO / "shared")
     log_path = tmp_path_factory.mktemp("local-server") / "server.log"
     log = log_path.open("w")

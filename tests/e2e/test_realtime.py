@@ -7,6 +7,7 @@ subscription was acknowledged with, read after the fact.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -86,19 +87,44 @@ def subscribe(ws: ClientConnection, **fields: Any) -> dict[str, Any]:
     return ack
 
 
-def api_server_events(cluster, namespace: str, since_rv: str) -> list[tuple[str, str, str]]:
-    """Every Pod event in `namespace` after `since_rv`, as the API server's watch has them."""
-    raw = cluster.kubectl(
-        "get",
-        "--raw",
-        f"/api/v1/namespaces/{namespace}/pods?watch=1&resourceVersion={since_rv}&timeoutSeconds=3",
-    ).stdout
-    events = [json.loads(line) for line in raw.splitlines() if line.strip()]
-    return [
-        (e["type"], e["object"]["metadata"]["name"], e["object"]["metadata"]["resourceVersion"])
-        for e in events
-        if e["type"] != "BOOKMARK"
-    ]
+class RecordedWatch:
+    """The API server's own account: a watch of Pods in `namespace` after `since_rv`, read as it goes."""
+
+    def __init__(self, cluster, namespace: str, since_rv: str):
+        from pathlib import Path
+
+        from kubilitics.adapters.kube_rest import KubeRestClients
+        from kubilitics.adapters.kubeconfig import KubeconfigSource
+        from kubilitics.adapters.kubernetes import KubernetesGateway
+
+        context = KubeconfigSource(path=Path(cluster.kubeconfig)).get().resolve(cluster.context)
+        gateway = KubernetesGateway(KubeRestClients(), 30)
+        self._stream = gateway.watch_objects(
+            context,
+            gateway.resource_type(context, "Pod"),
+            namespace=namespace,
+            label_selector=None,
+            resource_version=since_rv,
+            timeout_seconds=600,
+        )
+        self._stream.open()
+        self.events: list[tuple[str, str, str]] = []
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            event = json.loads(line)
+            if event["type"] != "BOOKMARK":
+                metadata = event["object"].get("metadata") or {}
+                self.events.append(
+                    (event["type"], metadata.get("name", ""), metadata.get("resourceVersion", ""))
+                )
+
+    def stop(self) -> list[tuple[str, str, str]]:
+        self._stream.close()
+        self._thread.join(timeout=10)
+        return self.events
 
 
 def deployment(namespace: str, replicas: int) -> str:
@@ -139,7 +165,7 @@ def test_deployment_lifecycle_reaches_the_subscriber_exactly_once_in_order(
         assert (
             ack["resource_kind"] == "Pod" and ack["api_version"] == "v1" and ack["namespace"] == k8s_namespace
         )
-        since = ack["resource_version"]
+        truth = RecordedWatch(k8s_cluster, k8s_namespace, ack["resource_version"])
 
         k8s_cluster.kubectl("apply", "-f", "-", input=deployment(k8s_namespace, 2))
         events = collect(ws, lambda ms: running_pods(ms) >= 2)
@@ -148,12 +174,13 @@ def test_deployment_lifecycle_reaches_the_subscriber_exactly_once_in_order(
         k8s_cluster.kubectl("delete", "deployment/web", "-n", k8s_namespace)
         events += collect(ws, lambda ms: sum(m["type"] == "DELETED" for m in ms) >= 3)
         nothing_arrives(ws, 1.0)  # and nothing after the last pod is gone
+    recorded = truth.stop()
 
     assert all(m["subscription_id"] == "pods-1" for m in events)
     assert all(m["resource"]["kind"] == "Pod" and m["timestamp"].endswith("Z") for m in events)
     received = [summary(m) for m in events]
     # Exactly what the API server recorded after the acknowledged resourceVersion, in the same order.
-    assert received == api_server_events(k8s_cluster, k8s_namespace, since)
+    assert received == recorded
     names = {name for _, name, _ in received}
     assert len(names) == 3
     for name in names:
@@ -225,21 +252,33 @@ def test_label_selector_filters_on_the_api_server(local_server, k8s_cluster, k8s
 
 
 def run_shell(
-    ws: ClientConnection, namespace: str, pod_name: str, script: str, **init: Any
+    ws: ClientConnection, namespace: str, pod_name: str, word: str, **init: Any
 ) -> tuple[str, dict]:
+    """Type `echo <word>`, wait for it to be printed, then `exit`: (everything printed, the last message)."""
     send(
         ws, {"action": "init", "namespace": namespace, "pod_name": pod_name, "rows": 30, "cols": 100, **init}
     )
-    send(ws, {"type": "input", "data": script})
-    messages = collect(ws, lambda ms: bool(ms) and ms[-1]["type"] in ("exit", "ERROR"), timeout=30)
+    send(ws, {"type": "input", "data": f"echo {word}\n"})
+    # Typed one line at a time, as a person would: the test cluster's exec drops what a process
+    # prints right before it exits, so `exit` goes only once the word is back.
+    messages = collect(
+        ws, lambda ms: bool(ms) and (ms[-1]["type"] == "ERROR" or word in lines(ms)), timeout=60
+    )
+    if messages[-1]["type"] != "ERROR":
+        send(ws, {"type": "input", "data": "exit\n"})
+        messages += collect(ws, lambda ms: bool(ms) and ms[-1]["type"] in ("exit", "ERROR"), timeout=60)
+    return "".join(m["data"] for m in messages if m["type"] == "output"), messages[-1]
+
+
+def lines(messages: list[dict[str, Any]]) -> list[str]:
     output = "".join(m["data"] for m in messages if m["type"] == "output")
-    return output, messages[-1]
+    return [line.strip() for line in output.replace("\r", "").split("\n")]
 
 
 def test_shell_runs_echo_hello_and_exits_0(local_server, k8s_cluster, k8s_namespace):
     k8s_cluster.kubectl("apply", "-f", "-", input=pod(k8s_namespace, "box"))
     with socket(local_server, local_server.admin_token, "/api/v1/shell") as ws:
-        output, last = run_shell(ws, k8s_namespace, "box", "echo hello\nexit\n")
+        output, last = run_shell(ws, k8s_namespace, "box", "hello")
     assert last == {"type": "exit", "exit_code": 0}
     assert "hello" in [line.strip() for line in output.replace("\r", "").split("\n")]
 
@@ -251,11 +290,12 @@ def test_shell_exit_code_resize_and_a_second_session_on_the_same_socket(
     with socket(local_server, local_server.admin_token, "/api/v1/shell") as ws:
         send(ws, {"action": "init", "namespace": k8s_namespace, "pod_name": "box", "container": "app"})
         send(ws, {"type": "resize", "rows": 42, "cols": 132})
-        send(ws, {"type": "input", "data": "stty size\nexit 3\n"})
-        messages = collect(ws, lambda ms: bool(ms) and ms[-1]["type"] == "exit", timeout=30)
+        send(ws, {"type": "input", "data": "stty size\n"})
+        collect(ws, lambda ms: "42 132" in lines(ms), timeout=60)
+        send(ws, {"type": "input", "data": "exit 3\n"})
+        messages = collect(ws, lambda ms: bool(ms) and ms[-1]["type"] == "exit", timeout=60)
         assert messages[-1] == {"type": "exit", "exit_code": 3}
-        assert "42 132" in "".join(m["data"] for m in messages if m["type"] == "output")
-        output, last = run_shell(ws, k8s_namespace, "box", "echo again\nexit\n")
+        output, last = run_shell(ws, k8s_namespace, "box", "again")
         assert last["exit_code"] == 0 and "again" in output
 
 
@@ -275,12 +315,12 @@ def test_ten_shells_per_user_then_429_until_one_ends(local_server, k8s_cluster, 
         assert refused["error"]["details"]["concurrent_limit"] == 10
 
         send(sockets[0], {"type": "exit"})
-        assert collect(sockets[0], lambda ms: ms[-1]["type"] == "exit")[-1] == {
+        assert collect(sockets[0], lambda ms: bool(ms) and ms[-1]["type"] == "exit")[-1] == {
             "type": "exit",
             "exit_code": None,
             "reason": "exit_requested",
         }
-        output, last = run_shell(sockets[10], k8s_namespace, "box", "echo eleventh\nexit\n")
+        output, last = run_shell(sockets[10], k8s_namespace, "box", "eleventh")
         assert last["exit_code"] == 0 and "eleventh" in output
 
 
@@ -324,6 +364,8 @@ def test_live_logs_follow_one_container_with_the_rest_filters(local_server, k8s_
 def error_of(ws: ClientConnection, message: dict[str, Any] | str) -> dict[str, Any]:
     send(ws, message)
     reply = receive(ws)
+    while reply["type"] in ("ADDED", "MODIFIED", "DELETED"):  # updates of a subscription made earlier
+        reply = receive(ws)
     assert reply["type"] == "ERROR", reply
     body = reply["error"]
     assert set(body) >= {"error", "message", "details", "timestamp", "trace_id"}
@@ -399,7 +441,7 @@ def test_connections_without_a_valid_token_are_refused_before_the_upgrade(local_
 
     revoked = local_server.cli("token", "create", "--sub", "dora", "--scope", "read").stdout.strip()
     with socket(local_server, None, Authorization=f"Bearer {revoked}") as ws:  # the header works too
-        subscribe(ws, resource_kind="Namespace")
+        subscribe(ws, resource_kind="ConfigMap", namespace="quiet-nobody-uses-this")
         assert local_server.cli("token", "revoke", "--token", revoked).returncode == 0
         # Instances see a revocation within 30 s; then the connection's next message ends it.
         deadline = time.monotonic() + 30
@@ -413,3 +455,69 @@ def test_connections_without_a_valid_token_are_refused_before_the_upgrade(local_
             ws.recv(timeout=5)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
     assert refusal(local_server, revoked)[1]["error"] == "token_revoked"
+
+
+# ---- keep-alive -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fast_ping_server(k8s_cluster, tmp_path_factory) -> Iterator[str]:
+    """A second local server whose keep-alive ping comes every second instead of every 30 s."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import REPO, _wait_for_http, _wait_for_token, free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBILITICS_", "AWS_"))}
+    env.update(PYTHONPATH=str(REPO / "shared"), KUBILITICS_WS_PING_INTERVAL_SECONDS="1")
+    log_path = tmp_path_factory.mktemp("fast-ping") / "server.log"
+    with log_path.open("w") as log:
+        ports = ["--port", str(port), "--ai-port", str(free_port()), "--moto-port", str(free_port())]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kubilitics.cli", "serve", *ports, "--kubeconfig", k8s_cluster.kubeconfig,
+             "--no-testbed"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO,
+        )  # fmt: skip
+        try:
+            token = _wait_for_token(log_path, process)
+            _wait_for_http(f"http://127.0.0.1:{port}/openapi.json", process, log_path)
+            yield f"127.0.0.1:{port}?token={token}"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_server_pings_and_drops_a_client_that_does_not_answer(fast_ping_server):
+    import base64
+    import os
+    import socket as sockets
+
+    address, query = fast_ping_server.split("?")
+    host, port = address.split(":")
+    # A client that completes the handshake and then never reads, so it never answers a ping.
+    silent = sockets.create_connection((host, int(port)), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    silent.sendall(
+        f"GET /api/v1/ws?{query} HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    handshake = b""
+    while b"\r\n\r\n" not in handshake:
+        handshake += silent.recv(1024)
+    assert handshake.startswith(b"HTTP/1.1 101")
+    with connect(f"ws://{fast_ping_server.replace('?', '/api/v1/ws?')}") as answering:  # answers pings
+        started = time.monotonic()
+        frames = handshake.split(b"\r\n\r\n", 1)[1]
+        while True:
+            chunk = silent.recv(1024)
+            if not chunk:
+                break  # the server closed the connection
+            frames += chunk
+        dropped_after = time.monotonic() - started
+        assert frames[0] == 0x89  # the first frame was a ping (FIN + opcode 9)
+        assert 1.0 <= dropped_after <= 6.0  # no pong within the interval: dropped
+        send(answering, {"action": "subscribe", "resource_kind": "Namespace"})
+        assert receive(answering)["type"] == "SUBSCRIBED"  # the client that answers is still connected
+    silent.close()

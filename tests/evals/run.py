@@ -4,6 +4,7 @@
     python -m tests.evals.run --only node-down     # one (repeat --only, or comma-separate)
     python -m tests.evals.run --scenarios DIR      # scenarios it has never seen
     python -m tests.evals.run --json results.json  # full diagnoses, for inspection
+    python -m tests.evals.run --api                # through the real API on a local server (make evals)
 
 A scenario is a folder with `manifests.yaml` (what a user would write; applied into a fresh
 namespace) and `scenario.yaml`:
@@ -31,6 +32,7 @@ two polls in a row agree.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -168,15 +170,17 @@ def ensure_cluster(kubectl: Kubectl, start: bool) -> None:
 
 
 class Diagnoser:
-    """gather_evidence + diagnose in-process, through the product's own gateway."""
+    """gather_evidence + diagnose in-process, through the product's own Kubernetes gateway."""
 
-    def __init__(self, kubeconfig: str, context: str):
-        os.environ.setdefault("KUBILITICS_KUBECONFIG", kubeconfig)
-        from kubilitics.container import get_container
+    def __init__(self, kubeconfig: str, context: str, timeout: float = 10.0):
+        from kubilitics.adapters.kube_rest import KubeRestClients
+        from kubilitics.adapters.kubeconfig import KubeconfigSource
+        from kubilitics.adapters.kubernetes import KubernetesGateway
 
-        services = get_container()
-        self.kube = services.kube
-        self.context = services.kubeconfig.get().resolve(context)
+        # Built here rather than from the container: the runner must not depend on (or change) the
+        # process's settings, and the integration tests reset those between tests.
+        self.kube = KubernetesGateway(KubeRestClients("us-east-1"), timeout)
+        self.context = KubeconfigSource(path=Path(kubeconfig)).get().resolve(context)
 
     def __call__(self, kind: str, namespace: str, name: str) -> tuple[Any, Any]:
         """(evidence, diagnosis)"""
@@ -350,7 +354,7 @@ class ScenarioRun:
         result.confidence = diagnosis.root_cause.confidence
         result.summary = diagnosis.root_cause.summary
         result.diagnosis = diagnosis.to_dict()
-        result.evidence = evidence.to_dict()
+        result.evidence = evidence.to_dict() if evidence is not None else None  # None through the API
 
     def cleanup(self) -> None:
         if self.outside:
@@ -423,12 +427,23 @@ def main(argv: list[str] | None = None) -> int:
         "--capture", type=Path, help="write each scenario's final evidence to DIR/<name>.json"
     )
     parser.add_argument("--min-correct", type=int, default=0, help="exit 1 below this many correct")
+    parser.add_argument(
+        "--api", action="store_true", help="diagnose through POST /api/v1/ai/investigate on a local server"
+    )
+    parser.add_argument("--api-url", help="... on this running server instead (with --token)")
+    parser.add_argument("--token", help="bearer token for --api-url")
     args = parser.parse_args(argv)
     only = [n.strip() for o in args.only or [] for n in o.split(",") if n.strip()]
     scenarios = discover(args.scenarios, only or None)
     kubectl = Kubectl(args.kubeconfig, args.context)
     ensure_cluster(kubectl, start=not args.no_start)
-    diagnoser = Diagnoser(args.kubeconfig, args.context)
+    stack = contextlib.ExitStack()  # the local server of --api, stopped when the run ends
+    if args.api or args.api_url:
+        from tests.evals.api import api_diagnoser
+
+        diagnoser: Callable[[str, str, str], tuple[Any, Any]] = api_diagnoser(args, stack)
+    else:
+        diagnoser = Diagnoser(args.kubeconfig, args.context)
 
     def one(s: Scenario) -> Result:
         print(f"[{s.name}] start (expect {s.expected})", flush=True)
@@ -440,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return r
 
-    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+    with stack, ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
         results = list(pool.map(one, scenarios))
     totals = report(results)
     if args.capture:

@@ -263,7 +263,7 @@ def _manifests(ns: str, node: str) -> list[dict]:
             "template": {"metadata": {"labels": {"app": "web"}, "annotations": usage("250m", "300Mi")},
                          "spec": {"nodeName": node, "containers": [{**nginx, "resources": web_resources}]}}}},
         {"apiVersion": "v1", "kind": "Pod", "metadata": {**meta("idle"), "annotations": usage("50m", "64Mi")},
-         "spec": {"nodeName": node, "containers": [{**nginx, "resources": {
+         "spec": {"nodeName": node, "containers": [{"name": "app", "image": "memcached:1.6", "resources": {
              "requests": {"cpu": "100m", "memory": "128Mi"}}}]}},
         {"apiVersion": "v1", "kind": "Pod", "metadata": meta("stuck"),
          "spec": {"nodeSelector": nowhere, "containers": [nginx]}},
@@ -372,23 +372,75 @@ def metered(world, k8s_cluster) -> World:
 # ---- metrics --------------------------------------------------------------------------------------
 
 
+@dataclass
+class Truth:
+    """What metrics-server itself says about the world, in cores and bytes."""
+
+    node_cpu: float
+    node_memory: float
+    pods: dict[str, tuple[float, float]]  # pod name -> (cpu, memory) of its one container
+
+
+def truth(cluster, world: World) -> Truth:
+    from kubilitics.services.quantities import parse_quantity
+
+    node = json.loads(
+        cluster.kubectl("get", "--raw", f"/apis/metrics.k8s.io/v1beta1/nodes/{world.node}").stdout
+    )
+    pods = json.loads(
+        cluster.kubectl(
+            "get", "--raw", f"/apis/metrics.k8s.io/v1beta1/namespaces/{world.namespace}/pods"
+        ).stdout
+    )
+    usage = {
+        p["metadata"]["name"]: (parse_quantity(c["usage"]["cpu"]), parse_quantity(c["usage"]["memory"]))
+        for p in pods["items"]
+        for c in p["containers"]
+    }
+    return Truth(parse_quantity(node["usage"]["cpu"]), parse_quantity(node["usage"]["memory"]), usage)
+
+
+def steady(cluster, world: World, request):
+    """The answer to `request` with metrics-server's figures from the same scrape (read before and after)."""
+    for _ in range(5):
+        before = truth(cluster, world)
+        body = request()
+        if truth(cluster, world) == before:
+            return body, before
+    raise AssertionError("metrics-server's figures kept changing")
+
+
+def cores(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".") or "0"
+
+
 def test_node_metrics_of_one_node(aws, on_cluster, handler, mint, metered):
-    body = call(handler, NODE_METRICS, mint(), node_name=metered.node)
+    token = mint()
+    body, seen = steady(
+        on_cluster, metered, lambda: call(handler, NODE_METRICS, token, node_name=metered.node)
+    )
     assert [n["name"] for n in body["nodes"]] == [metered.node]
     node = body["nodes"][0]
     # two web pods (200m/256Mi requests, 500m/512Mi limits) and idle (100m/128Mi, no limits)
-    cpu, memory = node["cpu"], node["memory"]
-    assert (cpu["allocatable_cores"], cpu["requests_cores"], cpu["limits_cores"]) == ("8", "0.5", "1")
-    assert (cpu["requests_percent"], cpu["limits_percent"]) == (6.2, 12.5)
-    assert memory["allocatable_bytes"] == str(32 * 2**30)
-    assert (memory["requests_bytes"], memory["limits_bytes"]) == (str(640 * 2**20), str(1024 * 2**20))
-    assert (memory["requests_percent"], memory["limits_percent"]) == (2.0, 3.1)
-    # usage is what kwok reports for the pods' annotations: 2 x 250m + 50m, 2 x 300Mi + 64Mi
-    assert float(cpu["usage_cores"]) == pytest.approx(0.55, abs=0.02)
-    assert cpu["percent"] == pytest.approx(100 * float(cpu["usage_cores"]) / 8, abs=0.06)
-    assert int(memory["usage_bytes"]) == 664 * 2**20
-    assert memory["percent"] == 2.0
-    assert cpu["throttling_detected"] is None
+    assert node["cpu"] == {
+        "usage_cores": cores(seen.node_cpu),
+        "allocatable_cores": "8",
+        "percent": round(seen.node_cpu * 100 / 8, 1),
+        "requests_cores": "0.5",
+        "limits_cores": "1",
+        "requests_percent": 6.2,
+        "limits_percent": 12.5,
+        "throttling_detected": None,
+    }
+    assert node["memory"] == {
+        "usage_bytes": str(round(seen.node_memory)),
+        "allocatable_bytes": str(32 * 2**30),
+        "percent": round(seen.node_memory * 100 / (32 * 2**30), 1),
+        "requests_bytes": str(640 * 2**20),
+        "limits_bytes": str(1024 * 2**20),
+        "requests_percent": 2.0,
+        "limits_percent": 3.1,
+    }
     assert node["network"] is None and node["disk"] is None
     assert node["status"] == "Ready" and node["pod_count"] == 3
     assert set(body) == {"timestamp", "nodes"}
@@ -406,40 +458,64 @@ def test_node_metrics_sorted_by_usage(aws, on_cluster, handler, mint, metered):
         nodes = call(handler, NODE_METRICS, token, sort_by=sort_by)["nodes"]
         values = [float(n[resource][field]) if n[resource][field] is not None else -1.0 for n in nodes]
         assert values == sorted(values, reverse=True)  # largest first, nodes without figures last
-        assert sorted(n["name"] for n in nodes) == sorted(names)
+        assert metered.node in {n["name"] for n in nodes}  # (other tests add and remove nodes meanwhile)
 
 
 def test_pod_metrics_against_requests_and_limits(aws, on_cluster, handler, mint, metered):
-    body = call(handler, POD_METRICS, mint(), namespace=metered.namespace)
+    token = mint()
+    body, seen = steady(
+        on_cluster, metered, lambda: call(handler, POD_METRICS, token, namespace=metered.namespace)
+    )
     assert [p["name"] for p in body["pods"]] == ["idle", *metered.web_pods]  # running pods only, by name
     assert body["total_count"] == 3
     web = body["pods"][1]
     assert web["namespace"] == metered.namespace and web["node_name"] == metered.node
-    (container,) = web["containers"]
-    assert container["name"] == "app"
-    assert float(container["cpu"]["usage_cores"]) == pytest.approx(0.25, abs=0.01)
-    assert {k: container["cpu"][k] for k in ("requests", "limits")} == {"requests": "0.2", "limits": "0.5"}
-    assert container["cpu"]["percent_of_request"] == pytest.approx(125.0, abs=3)
-    assert container["cpu"]["percent_of_limit"] == pytest.approx(50.0, abs=1.5)
-    assert container["memory"] == {
-        "usage_bytes": str(300 * 2**20),
-        "requests": str(256 * 2**20),
-        "limits": str(512 * 2**20),
-        "percent_of_request": 117.2,
-        "percent_of_limit": 58.6,
-    }
+    cpu, memory = seen.pods[web["name"]]
+    assert web["containers"] == [
+        {
+            "name": "app",
+            "cpu": {
+                "usage_cores": cores(cpu),
+                "requests": "0.2",
+                "limits": "0.5",
+                "percent_of_request": round(cpu * 100 / 0.2, 1),
+                "percent_of_limit": round(cpu * 100 / 0.5, 1),
+            },
+            "memory": {
+                "usage_bytes": str(round(memory)),
+                "requests": str(256 * 2**20),
+                "limits": str(512 * 2**20),
+                "percent_of_request": round(memory * 100 / (256 * 2**20), 1),
+                "percent_of_limit": round(memory * 100 / (512 * 2**20), 1),
+            },
+        }
+    ]
     idle = body["pods"][0]["containers"][0]
-    assert idle["cpu"]["limits"] is None and idle["cpu"]["percent_of_limit"] is None
-    assert idle["memory"]["percent_of_request"] == 50.0
+    assert (idle["cpu"]["requests"], idle["cpu"]["limits"], idle["cpu"]["percent_of_limit"]) == (
+        "0.1",
+        None,
+        None,
+    )
+    assert idle["memory"]["percent_of_request"] == round(seen.pods["idle"][1] * 100 / (128 * 2**20), 1)
 
 
 def test_pod_metrics_sorted_limited_and_by_name(aws, on_cluster, handler, mint, metered):
     token = mint()
-    top = call(handler, POD_METRICS, token, namespace=metered.namespace, sort_by="cpu_usage", limit=1)
-    assert [p["name"] for p in top["pods"]] in ([metered.web_pods[0]], [metered.web_pods[1]])
-    assert top["total_count"] == 3
-    by_memory = call(handler, POD_METRICS, token, namespace=metered.namespace, sort_by="memory_usage")
-    assert [p["name"] for p in by_memory["pods"]][-1] == "idle"
+    for sort_by, index in (("cpu_usage", 0), ("memory_usage", 1)):
+        body, seen = steady(
+            on_cluster,
+            metered,
+            lambda sort_by=sort_by: call(
+                handler, POD_METRICS, token, namespace=metered.namespace, sort_by=sort_by
+            ),
+        )
+        # largest first, ties by name
+        expected = sorted(
+            seen.pods, key=lambda name, i=index: (-round(seen.pods[name][i], 3 if i == 0 else 0), name)
+        )
+        assert [p["name"] for p in body["pods"]] == expected
+    top = call(handler, POD_METRICS, token, namespace=metered.namespace, sort_by="memory_usage", limit=1)
+    assert len(top["pods"]) == 1 and top["total_count"] == 3
     one = call(handler, POD_METRICS, token, namespace=metered.namespace, pod_name="idle")
     assert [p["name"] for p in one["pods"]] == ["idle"]
     anywhere = call(handler, POD_METRICS, token, pod_name="idle", limit=1000)
@@ -515,7 +591,10 @@ def without_metrics(request, settings_env, k8s_cluster, tmp_path: Path):
 
     # the testbed's TLS and client certificate, as the product itself loads them
     context = KubeconfigSource(path=Path(k8s_cluster.kubeconfig)).get().resolve(k8s_cluster.context)
-    upstream = (urllib3.PoolManager(ssl_context=KubeRestClient(context).ssl_context), context.server)
+    upstream = (
+        urllib3.PoolManager(ssl_context=KubeRestClient(context).ssl_context, maxsize=32),
+        context.server,
+    )
     handler_class = type("Proxy", (_MetricsBlockingProxy,), {"mode": request.param, "upstream": upstream})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -634,15 +713,26 @@ def test_topology_depths(aws, on_cluster, handler, mint, world):
 
 
 def test_topology_with_metrics(aws, on_cluster, handler, mint, metered):
-    body = call(handler, TOPOLOGY, mint(), namespace=metered.namespace)
+    token = mint()
+    body, seen = steady(
+        on_cluster, metered, lambda: call(handler, TOPOLOGY, token, namespace=metered.namespace, depth=4)
+    )
     assert body["metrics_available"] is True
     node = my_node(body, metered)
-    assert int(node["metrics"]["memory_usage_bytes"]) == 664 * 2**20
-    assert node["metrics"]["memory_percent"] == 2.0
-    assert float(node["metrics"]["cpu_usage_cores"]) == pytest.approx(0.55, abs=0.02)
+    assert node["metrics"] == {
+        "cpu_usage_cores": cores(seen.node_cpu),
+        "cpu_percent": round(seen.node_cpu * 100 / 8, 1),
+        "memory_usage_bytes": str(round(seen.node_memory)),
+        "memory_percent": round(seen.node_memory * 100 / (32 * 2**30), 1),
+    }
     web = next(p for p in node["pods"] if p["name"] == metered.web_pods[0])
-    assert web["metrics"]["memory_usage_bytes"] == str(300 * 2**20)
+    cpu, memory = seen.pods[web["name"]]
+    assert web["metrics"] == {"cpu_usage_cores": cores(cpu), "memory_usage_bytes": str(round(memory))}
     assert body["unscheduled_pods"][0]["metrics"] is None
+    # depth 3 (the default): the nodes' figures only, not the pods'
+    three = call(handler, TOPOLOGY, token, namespace=metered.namespace)
+    assert my_node(three, metered)["metrics"] is not None
+    assert all("metrics" not in p for p in my_node(three, metered)["pods"])
 
 
 def test_topology_with_recent_warnings(aws, on_cluster, handler, mint, world, k8s_cluster):

@@ -16,9 +16,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
+from kubernetes.client import CoreV1Api
 
 from tests.pods_testbed import PODS, create_namespace, delete_namespace, start_pods
 from tests.support import EVENTS, LambdaContext
@@ -264,9 +265,33 @@ def test_bad_messages_get_an_error_message_and_the_connection_stays(ws, aws, min
     subscribe(ws, "c-bad", resource_kind="Namespace")
 
 
-def test_a_message_from_an_unknown_connection_is_refused(ws, aws):
+def test_a_message_from_an_unknown_connection_is_refused_and_closed(ws, aws):
+    calls = record_management_calls()
     ws(event("subscribe.json", "c-ghost"), LambdaContext())
-    assert posted("c-ghost")[0]["error"]["error"] == "unauthorized"
+    (post, data), (delete, _) = calls
+    assert (post, delete) == ("PostToConnection", "DeleteConnection")
+    assert json.loads(data)["error"]["error"] == "unauthorized"
+
+
+class CallLog(list):
+    def __init__(self) -> None:
+        super().__init__()
+        self.by: list[tuple[str, str]] = []
+
+
+def record_management_calls() -> list[tuple[str, bytes]]:
+    """(operation, body) of every call to the management API, in order (`.by` has the connections)."""
+    from kubilitics.container import get_container
+
+    calls = CallLog()
+    management = get_container().connection_notifier._management()
+
+    def hook(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((model.name, params.get("body") or b""))
+        calls.by.append((model.name, unquote(str(params.get("url_path", "")).rsplit("/", 1)[-1])))
+
+    management.meta.events.register("before-call.apigatewaymanagementapi.*", hook)
+    return calls
 
 
 # ---- the relay ------------------------------------------------------------------------------------
@@ -313,8 +338,9 @@ def test_relay_fans_out_to_every_member_and_removes_gone_connections(
     run.start()
     time.sleep(1.5)
     label = selector.split("=")
+    core = CoreV1Api(k8s_cluster.api_client())
     for index in range(3):
-        k8s_cluster.kubectl("apply", "-f", "-", input=configmap(f"fan-{index}", ns, selector))
+        core.create_namespaced_config_map(ns, configmap(f"fan-{index}", selector))
     run.join(timeout=30)
     gone_hook()
 
@@ -329,10 +355,9 @@ def test_relay_fans_out_to_every_member_and_removes_gone_connections(
     assert "managedFields" not in one["resource"]["metadata"] and one["timestamp"].endswith("Z")
 
 
-def configmap(name: str, namespace: str, selector: str) -> str:
+def configmap(name: str, selector: str) -> dict[str, Any]:
     key, value = selector.split("=")
-    metadata = f"{{name: {name}, namespace: {namespace}, labels: {{{key}: {value}}}}}"
-    return f"apiVersion: v1\nkind: ConfigMap\nmetadata: {metadata}\n"
+    return {"metadata": {"name": name, "labels": {key: value}}}
 
 
 def _gone_for(connection_id: str):
@@ -370,15 +395,16 @@ def test_relay_handover_delivers_changes_made_across_runs_exactly_once(
     second = threading.Thread(target=lambda: reports.append(relay(invocations, 9)))  # waits for the first
     created: list[str] = []
     late: list[str] = []
+    core = CoreV1Api(k8s_cluster.api_client())
 
     def write() -> None:
-        # One change every 100 ms for 7 s: before, during and after the handover at ~4 s.
+        # Changes one after another for 7 s: before, during and after the handover at ~4.5 s.
         start = time.monotonic()
         while time.monotonic() - start < 7:
             name = f"h-{len(created):03d}"
-            k8s_cluster.kubectl("apply", "-f", "-", input=configmap(name, ns, selector))
+            core.create_namespaced_config_map(ns, configmap(name, selector))
             created.append(name)
-            if len(created) == 30:  # a subscriber that joins mid-way, on the first run
+            if len(created) == 8:  # a subscriber that joins mid-way, on the first run
                 connect(ws, "c-late", token)
                 late.append(
                     subscribe(ws, "c-late", resource_kind="ConfigMap", namespace=ns, label_selector=selector)[
@@ -404,7 +430,7 @@ def test_relay_handover_delivers_changes_made_across_runs_exactly_once(
     assert updates("c-early") == [("ADDED", name) for name in created]  # all of them, once, in order
     late_names = [name for _, name in updates("c-late")]
     # The late subscriber gets everything after the resourceVersion it was acknowledged with.
-    assert late_names == created[created.index(late_names[0]) :] and len(late_names) >= len(created) - 31
+    assert late_names == created[created.index(late_names[0]) :] and len(late_names) >= len(created) - 9
     versions = [
         int(m["resource"]["metadata"]["resourceVersion"]) for m in posted("c-late") if m["type"] == "ADDED"
     ]
@@ -423,6 +449,18 @@ def run_session(payload: dict[str, Any], seconds: float = 60) -> threading.Threa
     return thread
 
 
+def type_in(connection_id: str, *chunks: str) -> None:
+    handler = importlib.import_module("functions.websocket.app").handler
+    for data in chunks:
+        message = {"action": "shell", "type": "input", "data": data}
+        handler(event("shell_input.json", connection_id, message), LambdaContext())
+
+
+def output_lines(connection_id: str) -> list[str]:
+    output = "".join(m["data"] for m in posted(connection_id) if m["type"] == "output")
+    return [line.strip() for line in output.replace("\r", "").split("\n")]
+
+
 def wait_for(predicate, timeout: float = 20) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -435,29 +473,28 @@ def wait_for(predicate, timeout: float = 20) -> Any:
 
 def test_shell_session_runs_in_the_session_function_with_input_from_the_queue(ws, aws, mint, invocations, ns):
     connect(ws, "c-shell", mint(sub="heidi", scopes="read,exec"))
-    init = json.loads((EVENTS / "websocket" / "shell_init.json").read_text())
+    # The reference's init message ({"action": "init"}) arrives on $default; it works there too.
+    init = json.loads((EVENTS / "websocket" / "default_shell_init.json").read_text())
     init["requestContext"]["connectionId"] = "c-shell"
     init["body"] = json.dumps({**json.loads(init["body"]), "namespace": ns, "pod_name": "solo"})
     ws(init, LambdaContext())
     (payload,) = invocations.of("shell-session")
-    assert (
-        payload["kind"] == "shell"
-        and payload["spec"]["container"] == "app"
-        and payload["spec"]["shell"] == "/bin/sh"
+    assert (payload["kind"], payload["spec"]["container"], payload["spec"]["shell"]) == (
+        "shell",
+        "app",
+        "/bin/sh",
     )
     session = run_session(payload)
 
     # Input sent before and while the session function runs is read from the queue, in order.
-    for data in ("echo hel", "lo\n", "exit 0\n"):
-        ws(
-            event("shell_input.json", "c-shell", {"action": "shell", "type": "input", "data": data}),
-            LambdaContext(),
-        )
+    ws(event("default_shell_resize.json", "c-shell"), LambdaContext())
+    type_in("c-shell", "stty si", "ze\n")
+    wait_for(lambda: "30 120" in output_lines("c-shell"))  # default_shell_resize.json: 30 rows, 120 columns
+    type_in("c-shell", "echo hel", "lo\n")
+    wait_for(lambda: "hello" in output_lines("c-shell"))
+    ws(event("shell_input.json", "c-shell", {"type": "input", "data": "exit 0\n"}), LambdaContext())
     session.join(timeout=30)
-    messages = posted("c-shell")
-    output = "".join(m["data"] for m in messages if m["type"] == "output").replace("\r", "")
-    assert "hello" in output.split("\n")
-    assert messages[-1] == {"type": "exit", "exit_code": 0}
+    assert posted("c-shell")[-1] == {"type": "exit", "exit_code": 0}
     # The slot is given back and the session is gone: more input is refused.
     from kubilitics.container import get_container
 
@@ -489,3 +526,33 @@ def test_live_logs_session_streams_until_unsubscribed(ws, aws, mint, invocations
     from kubilitics.container import get_container
 
     assert get_container().rate_limiter._store.slot_count("cc#ivan#logs") == 0
+
+
+def test_relay_ends_listening_connections_whose_token_expired_or_was_revoked(ws, aws, mint, invocations, ns):
+    from kubilitics.container import get_container
+    from kubilitics.services.watch import RelayOptions
+
+    services = get_container()
+    connect(ws, "c-expiring", mint(sub="judy", ttl_seconds=3))
+    subscribe(ws, "c-expiring", resource_kind="ConfigMap", namespace=ns)
+    revoked = mint(sub="kim")
+    connect(ws, "c-revoked", revoked)
+    subscribe(ws, "c-revoked", resource_kind="ConfigMap", namespace=ns)
+    connect(ws, "c-fine", mint(sub="lee"))
+    subscribe(ws, "c-fine", resource_kind="ConfigMap", namespace=ns)
+    principal = services.token_codec.decode(revoked, now=time.time())
+    services.revocations.revoke(principal.jti, principal.expires_at, revoked_by="test")
+
+    calls = record_management_calls()
+    relay = services.watch_relay(
+        "relay-tokens", services.connection_notifier, RelayOptions(token_check_seconds=0.5)
+    )
+    relay.run(deadline=time.time() + 5)
+
+    said = {c: json.loads(body)["error"]["error"] for (_, body), (op, c) in zip(calls, calls.by, strict=True)
+            if op == "PostToConnection" and b'"ERROR"' in body}  # fmt: skip
+    assert said == {"c-expiring": "token_expired", "c-revoked": "token_revoked"}
+    # ... then API Gateway closes both sockets
+    assert sorted(c for op, c in calls.by if op == "DeleteConnection") == ["c-expiring", "c-revoked"]
+    assert items(aws, "conn#c-expiring") == [] and items(aws, "conn#c-revoked") == []
+    assert items(aws, "conn#c-fine") and not [m for m in posted("c-fine") if m["type"] == "ERROR"]

@@ -15,6 +15,7 @@ root conftest, or import the fixtures in a conftest.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -22,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -129,38 +131,37 @@ def k8s_cluster() -> Iterator[TestbedCluster]:
     cluster = TestbedCluster(kubeconfig=str(STATE / "kubeconfig"), context=CONTEXT)
     was_running = _answers(cluster)
     # Always run up.sh: on a running cluster it only checks it answers and that nodesim runs.
-    if True:
-        proc = subprocess.run(
-            ["bash", str(SCRIPTS / "up.sh")],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=int(os.environ.get("KUBILITICS_TESTBED_UP_TIMEOUT", "5400")),
+    proc = subprocess.run(
+        ["bash", str(SCRIPTS / "up.sh")],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=int(os.environ.get("KUBILITICS_TESTBED_UP_TIMEOUT", "5400")),
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            f"scripts/testbed/up.sh failed (exit {proc.returncode}):\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}",
+            pytrace=False,
         )
-        if proc.returncode != 0:
-            pytest.fail(
-                f"scripts/testbed/up.sh failed (exit {proc.returncode}):\n"
-                f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}",
-                pytrace=False,
-            )
-        cluster.started_here = not was_running
+    cluster.started_here = not was_running
     _delete_stale_namespaces(cluster)
     yield cluster
     if cluster.started_here and os.environ.get("KUBILITICS_TESTBED_TEARDOWN") == "1":
         subprocess.run(["bash", str(SCRIPTS / "down.sh")], stdin=subprocess.DEVNULL, check=False)
 
 
-def _delete_stale_namespaces(cluster: TestbedCluster) -> None:
-    """Namespaces left by an interrupted earlier session would only slow the cluster down."""
-    cluster.kubectl(
-        "delete",
-        "namespace",
-        "-l",
-        NAMESPACE_LABEL,
-        "--wait=false",
-        "--ignore-not-found",
-        check=False,
-    )
+def _delete_stale_namespaces(cluster: TestbedCluster, max_age_s: float = 3600) -> None:
+    """Delete test namespaces left by killed sessions. Only old ones: other pytest sessions may
+    share the cluster right now and their namespaces must survive."""
+    proc = cluster.kubectl("get", "namespace", "-l", NAMESPACE_LABEL, "-o", "json", check=False)
+    if proc.returncode != 0:
+        return
+    now = datetime.now(UTC)
+    for item in json.loads(proc.stdout).get("items", []):
+        created = datetime.fromisoformat(item["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+        if (now - created).total_seconds() > max_age_s:
+            cluster.kubectl("delete", "namespace", item["metadata"]["name"], "--wait=false", check=False)
 
 
 def _namespace_name(nodeid: str) -> str:

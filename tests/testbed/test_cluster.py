@@ -443,12 +443,13 @@ def test_pod_logs_tail_since_previous_follow(k8s_cluster: TestbedCluster, k8s_na
     assert kc("-n", ns, "logs", "logger", "-p").stdout.splitlines()[-1] == "panic: something broke"
     assert "line 3" in kc("-n", ns, "logs", "logger", "--timestamps").stdout
 
-    # follow: a line appended while streaming arrives on the open stream.
+    # follow: a line appended while streaming arrives on the open stream. The response starts
+    # with the first log bytes, so the line is written from another thread.
+    writer = threading.Timer(2.0, lambda: _cri_log(current, ["followed line"], datetime.now(UTC)))
+    writer.start()
     resp = v1.read_namespaced_pod_log(
         "logger", ns, follow=True, tail_lines=0, _preload_content=False, _request_timeout=20
     )
-    time.sleep(1)
-    _cri_log(current, ["followed line"], datetime.now(UTC))
     got = b""
     deadline = time.monotonic() + 15
     for chunk in resp.stream(64):
@@ -456,7 +457,12 @@ def test_pod_logs_tail_since_previous_follow(k8s_cluster: TestbedCluster, k8s_na
         if b"followed line" in got or time.monotonic() > deadline:
             break
     resp.release_conn()
+    writer.join()
     assert b"followed line" in got
+    follow_cli = k8s_cluster.kubectl(
+        "-n", ns, "logs", "logger", "--tail=1", "-f", "--request-timeout=3s", check=False
+    )
+    assert "followed line" in follow_cli.stdout
 
 
 def test_exec_output_and_exit_code(k8s_cluster: TestbedCluster, k8s_namespace: str) -> None:

@@ -22,7 +22,13 @@ def client(service: str) -> Any:
             service,
             region_name=settings.region,
             endpoint_url=settings.aws_endpoint_url,
-            config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"}),
+            # One client serves every thread of a process (the local server runs many): a larger pool.
+            config=Config(
+                connect_timeout=2,
+                read_timeout=5,
+                retries={"max_attempts": 3, "mode": "standard"},
+                max_pool_connections=32,
+            ),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from kubilitics.adapters.aws import client
@@ -18,14 +19,37 @@ class DynamoRateLimitStore:
     def __init__(self, table: str):
         self._table = table
 
-    def increment_window(self, key: str, expires_at: int) -> int:
+    def increment_window(self, key: str, expires_at: int, usage: Any = None) -> int:
+        request: dict[str, Any] = {
+            "UpdateExpression": "ADD n :one SET expires_at = :exp",
+            "ExpressionAttributeValues": {":one": {"N": "1"}, ":exp": {"N": str(expires_at)}},
+        }
+        if usage is not None:
+            # Engagement analytics rides on this same write (see "user engagement" below).
+            from datetime import UTC, datetime
+
+            day = datetime.fromtimestamp(usage.window_start, UTC).date().isoformat()
+            adds = "ADD n :one, #op :one" if usage.operation else "ADD n :one"
+            request = {
+                "UpdateExpression": f"{adds} SET expires_at = :exp, #sub = :sub, #cat = :cat, "
+                "window_start = :w, gsi1pk = :gpk, gsi1sk = :gsk",
+                "ExpressionAttributeNames": {
+                    "#sub": "sub",
+                    "#cat": "category",
+                    **({"#op": f"op#{usage.operation}"} if usage.operation else {}),
+                },
+                "ExpressionAttributeValues": {
+                    **request["ExpressionAttributeValues"],
+                    ":sub": {"S": usage.sub},
+                    ":cat": {"S": usage.category},
+                    ":w": {"N": str(usage.window_start)},
+                    ":gpk": {"S": f"eng#{day}"},
+                    ":gsk": {"S": f"{usage.window_start:012d}#{usage.sub}#{usage.category}"},
+                },
+            }
         try:
             result = client("dynamodb").update_item(
-                TableName=self._table,
-                Key={"pk": {"S": key}},
-                UpdateExpression="ADD n :one SET expires_at = :exp",
-                ExpressionAttributeValues={":one": {"N": "1"}, ":exp": {"N": str(expires_at)}},
-                ReturnValues="UPDATED_NEW",
+                TableName=self._table, Key={"pk": {"S": key}}, ReturnValues="UPDATED_NEW", **request
             )
         except Exception as exc:
             raise DatabaseError(
@@ -967,7 +991,8 @@ class DynamoSessionQueue:
                     "connection_id": _rt_s(connection_id),
                     "state": _rt_s("open"),
                     "seq": _rt_n(0),
-                    "expires_at": _rt_n(expires_at),
+                    # a session lasts minutes (15 at most on Lambda): no need to keep it for the token's life
+                    "expires_at": _rt_n(min(expires_at, int(time.time()) + self._ttl)),
                 },
             )
         except Exception as exc:
@@ -1033,3 +1058,618 @@ class DynamoSessionQueue:
             )
         except Exception as exc:
             raise _rt_database_error("Session close", exc) from exc
+
+
+# ---- AI insights (StateTable) ---------------------------------------------------------------------
+#   pk insight#<id>          sk meta     one insight: scalar fields + `body` (JSON: affected_resources,
+#                                        recommendation, extra); gsi1pk "insights", gsi1sk <context>#<id>
+#   pk insightscan#<context> sk latest   the last scan's report (JSON)
+# Dismissal fields (dismissed_*) are written only by `dismiss`; a rescan's `put` never touches them, so
+# a dismissed insight stays dismissed whatever the scanner sees.
+
+_INSIGHT_SCALARS = (
+    "insight_id",
+    "context",
+    "category",
+    "rule",
+    "scope",
+    "namespace",
+    "severity",
+    "title",
+    "description",
+    "fingerprint",
+    "status",
+    "generated_time",
+)
+_INSIGHT_BODY = ("affected_resources", "recommendation", "extra")
+
+
+def _attr(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int | float):
+        return _n(value)
+    return {"S": str(value)}
+
+
+def _item_to_plain(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v["BOOL"] if "BOOL" in v else _plain(v) for k, v in item.items()}
+
+
+class DynamoInsightStore:
+    """ports.InsightStore."""
+
+    def __init__(self, table: str):
+        self._table = table
+
+    @staticmethod
+    def _key(insight_id: str) -> dict[str, Any]:
+        return {"pk": {"S": f"insight#{insight_id}"}, "sk": {"S": "meta"}}
+
+    @staticmethod
+    def _record(item: dict[str, Any]) -> dict[str, Any]:
+        plain = _item_to_plain(item)
+        body = json.loads(plain.pop("body", "{}") or "{}")
+        for name in ("pk", "sk", "gsi1pk", "gsi1sk"):
+            plain.pop(name, None)
+        return {**plain, **body}
+
+    def list(self, context: str | None = None) -> list[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :pk"
+            + (" AND begins_with(gsi1sk, :prefix)" if context is not None else ""),
+            "ExpressionAttributeValues": {":pk": {"S": "insights"}},
+        }
+        if context is not None:
+            request["ExpressionAttributeValues"][":prefix"] = {"S": f"{context}#"}
+        records: list[dict[str, Any]] = []
+        try:
+            while True:
+                page = client("dynamodb").query(**request)
+                records.extend(self._record(item) for item in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return records
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except Exception as exc:
+            raise DatabaseError("Insight query failed", details={"reason": type(exc).__name__}) from exc
+
+    def get(self, insight_id: str) -> dict[str, Any] | None:
+        try:
+            item = client("dynamodb").get_item(
+                TableName=self._table, Key=self._key(insight_id), ConsistentRead=True
+            )
+        except Exception as exc:
+            raise DatabaseError("Insight read failed", details={"reason": type(exc).__name__}) from exc
+        found = item.get("Item")
+        return self._record(found) if found else None
+
+    def put(self, record: dict[str, Any], first_detected: float) -> None:
+        """Create the insight or refresh what the scanner saw (active again, resolution cleared)."""
+        names = {f"#{i}": name for i, name in enumerate(_INSIGHT_SCALARS) if record.get(name) is not None}
+        values = {f":{i}": _attr(record[name]) for i, name in enumerate(_INSIGHT_SCALARS) if f"#{i}" in names}
+        sets = [f"{alias} = :{alias[1:]}" for alias in names]
+        body = {name: record.get(name) for name in _INSIGHT_BODY if record.get(name) is not None}
+        values.update(
+            {
+                ":body": {"S": json.dumps(body, sort_keys=True, default=str)},
+                ":gpk": {"S": "insights"},
+                ":gsk": {"S": f"{record['context']}#{record['insight_id']}"},
+                ":first": _n(first_detected),
+            }
+        )
+        sets += [
+            "body = :body",
+            "gsi1pk = :gpk",
+            "gsi1sk = :gsk",
+            "first_detected = if_not_exists(first_detected, :first)",
+        ]
+        try:
+            client("dynamodb").update_item(
+                TableName=self._table,
+                Key=self._key(record["insight_id"]),
+                UpdateExpression=f"SET {', '.join(sets)} REMOVE resolved_at, expires_at",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except Exception as exc:
+            raise DatabaseError("Insight write failed", details={"reason": type(exc).__name__}) from exc
+
+    def resolve(self, insight_id: str, at: float, expires_at: int) -> bool:
+        try:
+            client("dynamodb").update_item(
+                TableName=self._table,
+                Key=self._key(insight_id),
+                UpdateExpression="SET #status = :resolved, resolved_at = :at, expires_at = :exp",
+                ConditionExpression="#status = :active",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":resolved": {"S": "resolved"},
+                    ":active": {"S": "active"},
+                    ":at": _n(at),
+                    ":exp": _n(expires_at),
+                },
+            )
+        except Exception as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise DatabaseError("Insight update failed", details={"reason": type(exc).__name__}) from exc
+        return True
+
+    def dismiss(
+        self, insight_id: str, by: str, reason: str, notes: str | None, at: float
+    ) -> dict[str, Any] | None:
+        """The dismissed insight; None if it does not exist or was dismissed already (look it up)."""
+        values: dict[str, Any] = {":at": _n(at), ":by": {"S": by}, ":reason": {"S": reason}}
+        sets = "dismissed_at = :at, dismissed_by = :by, dismissed_reason = :reason"
+        if notes:
+            values[":notes"] = {"S": notes}
+            sets += ", dismissed_notes = :notes"
+        try:
+            result = client("dynamodb").update_item(
+                TableName=self._table,
+                Key=self._key(insight_id),
+                UpdateExpression=f"SET {sets}",
+                # One conditional write: of two concurrent dismissals exactly one succeeds.
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(dismissed_at)",
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except Exception as exc:
+            if _is_conditional_failure(exc):
+                return None
+            raise DatabaseError("Insight dismissal failed", details={"reason": type(exc).__name__}) from exc
+        return self._record(result["Attributes"])
+
+    def put_scan(self, context: str, report: dict[str, Any]) -> None:
+        try:
+            client("dynamodb").put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": f"insightscan#{context}"},
+                    "sk": {"S": "latest"},
+                    "report": {"S": json.dumps(report, default=str)},
+                },
+            )
+        except Exception as exc:
+            raise DatabaseError("Insight scan record failed", details={"reason": type(exc).__name__}) from exc
+
+    def get_scan(self, context: str) -> dict[str, Any] | None:
+        try:
+            item = client("dynamodb").get_item(
+                TableName=self._table, Key={"pk": {"S": f"insightscan#{context}"}, "sk": {"S": "latest"}}
+            )
+        except Exception as exc:
+            raise DatabaseError("Insight scan read failed", details={"reason": type(exc).__name__}) from exc
+        found = item.get("Item")
+        return json.loads(found["report"]["S"]) if found else None
+
+
+# ---- AI chat history (StateTable) -----------------------------------------------------------------
+#   pk chat#<session id>  sk x#<epoch ms>#<message id>   one exchange: the user's message and the answer
+# One write per chat message; history is read newest first, as far back as the context window goes.
+
+
+class DynamoChatHistory:
+    """ports.ChatHistory."""
+
+    def __init__(self, table: str):
+        self._table = table
+
+    def append(self, session_id: str, exchange: dict[str, Any], expires_at: int) -> None:
+        item = {
+            "pk": {"S": f"chat#{session_id}"},
+            "sk": {"S": f"x#{int(exchange['at'] * 1000):013d}#{exchange['message_id']}"},
+            "exchange": {"S": json.dumps(exchange, default=str)},
+            "expires_at": _n(expires_at),
+        }
+        try:
+            client("dynamodb").put_item(TableName=self._table, Item=item)
+        except Exception as exc:
+            raise DatabaseError("Chat history write failed", details={"reason": type(exc).__name__}) from exc
+
+    def recent(self, session_id: str, count: int) -> list[dict[str, Any]]:
+        """The last `count` exchanges, oldest first."""
+        try:
+            page = client("dynamodb").query(
+                TableName=self._table,
+                ConsistentRead=True,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :x)",
+                ExpressionAttributeValues={":pk": {"S": f"chat#{session_id}"}, ":x": {"S": "x#"}},
+                ScanIndexForward=False,
+                Limit=max(1, count),
+            )
+        except Exception as exc:
+            raise DatabaseError("Chat history read failed", details={"reason": type(exc).__name__}) from exc
+        return [json.loads(item["exchange"]["S"]) for item in reversed(page.get("Items", []))]
+
+
+# ---- user engagement (RateLimitTable) -------------------------------------------------------------
+#   the rate-limit counters rl#<sub>#<category>#<window start> carry, in the same UpdateItem that counts
+#   the request: sub, category, window_start, one `op#<METHOD> <route>` counter per operation, and
+#   gsi1pk eng#<YYYY-MM-DD> / gsi1sk <window start>#<sub>#<category>, so analytics reads a day's windows
+#   with one query instead of a scan. No extra write per request: the counter update is the record.
+
+
+class DynamoEngagementStore:
+    """ports.EngagementStore."""
+
+    def __init__(self, table: str):
+        self._table = table
+
+    def windows(self, start: float, end: float) -> list[dict[str, Any]]:
+        from datetime import UTC, datetime, timedelta
+
+        records: list[dict[str, Any]] = []
+        day = datetime.fromtimestamp(start, UTC).date()
+        last = datetime.fromtimestamp(end, UTC).date()
+        while day <= last:
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": "gsi1",
+                "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk BETWEEN :from AND :to",
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": f"eng#{day.isoformat()}"},
+                    ":from": {"S": f"{int(start):012d}"},
+                    ":to": {"S": f"{int(end):012d}~"},
+                },
+            }
+            try:
+                while True:
+                    page = client("dynamodb").query(**request)
+                    records.extend(_item_to_plain(item) for item in page.get("Items", []))
+                    if "LastEvaluatedKey" not in page:
+                        break
+                    request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            except Exception as exc:
+                raise DatabaseError(
+                    "Engagement query failed", details={"reason": type(exc).__name__}
+                ) from exc
+            day += timedelta(days=1)
+        return records
+
+
+# -- Investigations and AI actions (StateTable) ---------------------------------------------------
+#   pk inv#<id>  sk meta              the investigation: status, resource, progress, severity,
+#                                     summary, root cause, recommendations, error;
+#                                     gsi1 inv#<status> / <start time>#<id> (lists and queue counts)
+#   pk inv#<id>  sk detail            findings, evidence citations, explanation (include_findings)
+#   pk inv#<id>  sk doc#<name>#<n>    a large JSON document (the gathered evidence, the diagnosis),
+#                                     gzip-compressed, in chunks that fit DynamoDB's item limit
+#   pk act#<id>  sk meta              a proposed action; gsi1 act#<status> / <proposed at>#<id>
+#   pk act#<id>  sk audit#<ms>#<rand>  one audit record per decision and execution step
+# `expires_at` is the retention TTL. An action's approval window is `approval_expires_at`: the TTL
+# attribute would let DynamoDB delete the action and turn a late approval's 410 into a 404.
+
+_DOC_CHUNK_BYTES = 350_000
+
+
+def _to_item(document: dict[str, Any]) -> dict[str, Any]:
+    """A plain JSON-like document as DynamoDB attribute values (floats as numbers, None as NULL)."""
+    from decimal import Decimal
+
+    from boto3.dynamodb.types import TypeSerializer
+
+    def prepare(value: Any) -> Any:
+        if isinstance(value, float):
+            return Decimal(repr(value))
+        if isinstance(value, dict):
+            return {str(k): prepare(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [prepare(v) for v in value]
+        return value
+
+    serializer = TypeSerializer()
+    return {key: serializer.serialize(prepare(value)) for key, value in document.items()}
+
+
+def _from_item(item: dict[str, Any]) -> dict[str, Any]:
+    from decimal import Decimal
+
+    from boto3.dynamodb.types import TypeDeserializer
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return int(value) if value == value.to_integral_value() else float(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    deserializer = TypeDeserializer()
+    return {k: plain(deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _update_expression(fields: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
+    names = {f"#f{i}": key for i, key in enumerate(fields)}
+    values = _to_item({f":v{i}": value for i, value in enumerate(fields.values())})
+    return "SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))), names, values
+
+
+class _StateRecords:
+    """What the investigation and action stores share: one table, JSON-like records, gsi1 listings."""
+
+    def __init__(self, table: str, what: str):
+        self._table = table
+        self._what = what
+
+    def _error(self, action: str, exc: Exception) -> DatabaseError:
+        return DatabaseError(f"{self._what} {action} failed", details={"reason": type(exc).__name__})
+
+    def _get_item(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            found = client("dynamodb").get_item(TableName=self._table, Key=key, ConsistentRead=True)
+        except Exception as exc:
+            raise self._error("read", exc) from exc
+        item = found.get("Item")
+        return _from_item(item) if item else None
+
+    def _query_all(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        request = {"TableName": self._table, **request}
+        items: list[dict[str, Any]] = []
+        try:
+            while True:
+                page = client("dynamodb").query(**request)
+                items.extend(page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return items
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except Exception as exc:
+            raise self._error("query", exc) from exc
+
+    def _listing(self, index_key: str) -> list[dict[str, Any]]:
+        items = self._query_all(
+            {
+                "IndexName": "gsi1",
+                "KeyConditionExpression": "gsi1pk = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": index_key}},
+            }
+        )
+        return [_strip_keys(_from_item(item)) for item in items]
+
+    def _update(self, key: dict[str, Any], fields: dict[str, Any], **condition: Any) -> bool:
+        expression, names, values = _update_expression(fields)
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": key,
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if condition:
+            request["ConditionExpression"] = condition["expression"]
+            request["ExpressionAttributeNames"].update(condition.get("names", {}))
+            request["ExpressionAttributeValues"].update(condition.get("values", {}))
+        try:
+            client("dynamodb").update_item(**request)
+        except Exception as exc:
+            if condition and _is_conditional_failure(exc):
+                return False
+            raise self._error("write", exc) from exc
+        return True
+
+
+def _strip_keys(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk")}
+
+
+class DynamoInvestigationStore(_StateRecords):
+    def __init__(self, table: str):
+        super().__init__(table, "Investigation store")
+
+    @staticmethod
+    def _key(investigation_id: str, sk: str = "meta") -> dict[str, Any]:
+        return {"pk": {"S": f"inv#{investigation_id}"}, "sk": {"S": sk}}
+
+    @staticmethod
+    def _index(record: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "gsi1pk": f"inv#{record['status']}",
+            "gsi1sk": f"{record['start_time']:017.6f}#{record['investigation_id']}",
+        }
+
+    def create(self, record: dict[str, Any]) -> None:
+        item = {"pk": f"inv#{record['investigation_id']}", "sk": "meta", **record, **self._index(record)}
+        try:
+            client("dynamodb").put_item(
+                TableName=self._table, Item=_to_item(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except Exception as exc:
+            raise self._error("write", exc) from exc
+
+    def get(self, investigation_id: str) -> dict[str, Any] | None:
+        record = self._get_item(self._key(investigation_id))
+        return _strip_keys(record) if record else None
+
+    def update(self, investigation_id: str, fields: dict[str, Any]) -> None:
+        fields = dict(fields)
+        if "status" in fields:
+            # The status listing (gsi1pk) moves with the status; the sort key (start time) stays.
+            fields["gsi1pk"] = f"inv#{fields['status']}"
+        # A record gone meanwhile (retention) is not recreated by a late step.
+        self._update(self._key(investigation_id), fields, expression="attribute_exists(pk)")
+
+    def claim_slot_release(self, investigation_id: str) -> bool:
+        return self._update(
+            self._key(investigation_id),
+            {"slot_released": True},
+            expression="attribute_exists(pk) AND attribute_not_exists(slot_released)",
+        )
+
+    def list(self, statuses: Sequence[str]) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        for status in statuses:
+            records.extend(self._listing(f"inv#{status}"))
+        return records
+
+    def count(self, status: str) -> int:
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"inv#{status}"}},
+            "Select": "COUNT",
+        }
+        total = 0
+        try:
+            while True:
+                page = client("dynamodb").query(**request)
+                total += int(page.get("Count", 0))
+                if "LastEvaluatedKey" not in page:
+                    return total
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except Exception as exc:
+            raise self._error("count", exc) from exc
+
+    def put_detail(self, investigation_id: str, detail: dict[str, Any], expires_at: int) -> None:
+        item = {
+            **self._key(investigation_id, "detail"),
+            "doc": {"S": json.dumps(detail, separators=(",", ":"), default=str)},
+            "expires_at": _n(expires_at),
+        }
+        try:
+            client("dynamodb").put_item(TableName=self._table, Item=item)
+        except Exception as exc:
+            raise self._error("write", exc) from exc
+
+    def details(self, investigation_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        ids = list(dict.fromkeys(investigation_ids))
+        try:
+            for start in range(0, len(ids), 100):
+                pending: dict[str, Any] = {
+                    self._table: {
+                        "Keys": [self._key(i, "detail") for i in ids[start : start + 100]],
+                        "ConsistentRead": True,
+                    }
+                }
+                for _ in range(5):
+                    result = client("dynamodb").batch_get_item(RequestItems=pending)
+                    for item in result.get("Responses", {}).get(self._table, []):
+                        found[item["pk"]["S"].removeprefix("inv#")] = json.loads(item["doc"]["S"])
+                    pending = result.get("UnprocessedKeys") or {}
+                    if not pending:
+                        break
+                    time.sleep(0.05)
+        except Exception as exc:
+            raise self._error("read", exc) from exc
+        return found
+
+    def put_document(self, investigation_id: str, name: str, document: Any, expires_at: int) -> int:
+        import gzip
+
+        data = gzip.compress(json.dumps(document, separators=(",", ":"), default=str).encode(), 6)
+        chunks = [data[i : i + _DOC_CHUNK_BYTES] for i in range(0, len(data), _DOC_CHUNK_BYTES)] or [b""]
+        try:
+            for n, chunk in enumerate(chunks):
+                item = {
+                    **self._key(investigation_id, f"doc#{name}#{n:03d}"),
+                    "data": {"B": chunk},
+                    "chunks": _n(len(chunks)),
+                    "expires_at": _n(expires_at),
+                }
+                client("dynamodb").put_item(TableName=self._table, Item=item)
+        except Exception as exc:
+            raise self._error("write", exc) from exc
+        return len(data)
+
+    def get_document(self, investigation_id: str, name: str) -> Any:
+        import gzip
+
+        items = self._query_all(
+            {
+                "ConsistentRead": True,
+                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+                "ExpressionAttributeValues": {
+                    ":pk": {"S": f"inv#{investigation_id}"},
+                    ":prefix": {"S": f"doc#{name}#"},
+                },
+            }
+        )
+        if not items:
+            return None
+        expected = int(items[0]["chunks"]["N"])
+        # A retried step may have written fewer chunks over more: only the first `chunks` belong together.
+        data = b"".join(item["data"]["B"] for item in sorted(items, key=lambda i: i["sk"]["S"])[:expected])
+        return json.loads(gzip.decompress(data))
+
+
+class DynamoActionStore(_StateRecords):
+    def __init__(self, table: str):
+        super().__init__(table, "Action store")
+
+    @staticmethod
+    def _key(action_id: str) -> dict[str, Any]:
+        return {"pk": {"S": f"act#{action_id}"}, "sk": {"S": "meta"}}
+
+    def put(self, action: dict[str, Any]) -> None:
+        item = {
+            "pk": f"act#{action['action_id']}",
+            "sk": "meta",
+            **action,
+            "gsi1pk": f"act#{action['status']}",
+            "gsi1sk": f"{action['proposed_at']:017.6f}#{action['action_id']}",
+        }
+        try:
+            client("dynamodb").put_item(TableName=self._table, Item=_to_item(item))
+        except Exception as exc:
+            raise self._error("write", exc) from exc
+
+    def get(self, action_id: str) -> dict[str, Any] | None:
+        record = self._get_item(self._key(action_id))
+        return _strip_keys(record) if record else None
+
+    def transition(
+        self,
+        action_id: str,
+        from_status: str,
+        to_status: str,
+        fields: dict[str, Any],
+        *,
+        open_until_after: float | None = None,
+    ) -> bool:
+        # One conditional write decides: of two concurrent approvals, exactly one moves the status.
+        expression = "#status = :from"
+        values = _to_item({":from": from_status})
+        if open_until_after is not None:
+            expression += " AND approval_expires_at > :now"
+            values.update(_to_item({":now": open_until_after}))
+        return self._update(
+            self._key(action_id),
+            {**fields, "status": to_status, "gsi1pk": f"act#{to_status}"},
+            expression=expression,
+            names={"#status": "status"},
+            values=values,
+        )
+
+    def update(self, action_id: str, fields: dict[str, Any]) -> None:
+        self._update(self._key(action_id), fields, expression="attribute_exists(pk)")
+
+    def list_status(self, status: str) -> list[dict[str, Any]]:
+        return self._listing(f"act#{status}")
+
+    def add_audit(self, action_id: str, record: dict[str, Any], expires_at: int) -> None:
+        import uuid
+
+        item = {
+            "pk": f"act#{action_id}",
+            "sk": f"audit#{int(record['at'] * 1000):013d}#{uuid.uuid4().hex[:8]}",
+            **record,
+            "expires_at": expires_at,
+        }
+        try:
+            client("dynamodb").put_item(TableName=self._table, Item=_to_item(item))
+        except Exception as exc:
+            raise self._error("audit write", exc) from exc
+
+    def audit(self, action_id: str) -> list[dict[str, Any]]:
+        items = self._query_all(
+            {
+                "ConsistentRead": True,
+                "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+                "ExpressionAttributeValues": {":pk": {"S": f"act#{action_id}"}, ":prefix": {"S": "audit#"}},
+            }
+        )
+        return [_strip_keys(_from_item(item)) for item in items]

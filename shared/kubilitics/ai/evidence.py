@@ -113,6 +113,7 @@ def sanitize(obj: dict[str, Any]) -> dict[str, Any]:
     if kind in ("Secret", "ConfigMap"):
         keys = sorted(
             {*(obj.get("data") or {}), *(obj.get("binaryData") or {}), *(obj.get("stringData") or {})}
+            | set(obj.get("keys") or [])  # already sanitized: evidence read back from JSON
         )
         kept = {"apiVersion": obj.get("apiVersion", "v1"), "kind": kind, "metadata": md, "keys": keys}
         if kind == "Secret":

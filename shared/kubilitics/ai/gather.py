@@ -220,6 +220,7 @@ class _Gatherer:
             pods = self.list_items("Pod", ns, label_selector=selector_string(selector))
             if not pods:  # a selector that matches nothing: keep the namespace's pods by labels only
                 self._nearby(self.list_items("Pod", ns, limit=self.limits.max_nearby_pods))
+            self._controllers(pods)
             return pods
         if kind == "Node":
             on_node = self.list_items("Pod", None, field_selector=f"spec.nodeName={name_of(target)}")
@@ -243,6 +244,25 @@ class _Gatherer:
             self.ev.add(workload)
             return self._pods_of(workload)
         return []
+
+    def _controllers(self, pods: list[dict[str, Any]], limit: int = 3) -> None:
+        """The workloads behind some pods (a Service's backends), to name what to change."""
+        firsts: dict[str, dict[str, Any]] = {}
+        for pod in pods:
+            ref = controller_of(pod)
+            if ref and str(ref.get("uid")) not in firsts and len(firsts) < limit:
+                firsts[str(ref.get("uid"))] = pod
+        for pod in firsts.values():
+            current = pod
+            for _ in range(2):  # Pod -> ReplicaSet -> Deployment
+                ref = controller_of(current)
+                if not ref:
+                    break
+                owner = self.get(str(ref.get("kind")), namespace_or_none(current), str(ref.get("name")))
+                if owner is None:
+                    break
+                self.ev.add(owner)
+                current = owner
 
     def _owned(self, items: list[dict[str, Any]], owner: dict[str, Any]) -> list[dict[str, Any]]:
         uid = meta(owner).get("uid")

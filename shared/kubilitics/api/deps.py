@@ -22,7 +22,8 @@ _bearer = HTTPBearer(auto_error=False, description="JWT bearer token (`kubilitic
 OVERLAPPING_CATEGORIES = frozenset({"read", "standard", "topology"})
 
 
-def container() -> Container:
+async def container() -> Container:
+    # async: no I/O here, so no thread hop (sync dependencies run in the thread pool)
     return get_container()
 
 
@@ -43,13 +44,15 @@ CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
 def require(scope: str | None, category: str | None = None) -> Callable[..., Awaitable[Principal]]:
-    """Dependency: the caller holds `scope` (None: any valid token); one request is counted against `category`."""
+    """Dependency: the caller holds `scope` (None: any valid token); counts one request in `category`."""
 
     async def dependency(request: Request, principal: CurrentPrincipal, services: Services) -> Principal:
         if scope is not None:
             require_scope(principal, scope)
         if category is not None:
-            pending = asyncio.ensure_future(run_in_threadpool(services.rate_limiter.hit, principal, category))
+            pending = asyncio.ensure_future(
+                run_in_threadpool(services.rate_limiter.hit, principal, category, _operation(request))
+            )
             if category in OVERLAPPING_CATEGORIES:
                 request.scope["state"]["rate_limit_pending"] = pending
             else:
@@ -60,6 +63,12 @@ def require(scope: str | None, category: str | None = None) -> Callable[..., Awa
         return principal
 
     return dependency
+
+
+def _operation(request: Request) -> str:
+    """`GET /api/v1/ai/insights`: the route template, so engagement analytics groups by endpoint."""
+    route = request.scope.get("route")
+    return f"{request.method} {getattr(route, 'path', request.url.path)}"
 
 
 def kube_context(

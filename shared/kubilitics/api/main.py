@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from kubilitics.api.routers import ai_admin, cluster, observability, pods, realtime, resources, system
+from kubilitics.api.routers import (
+    ai_actions,
+    ai_admin,
+    ai_chat,
+    ai_insights,
+    ai_investigations,
+    cluster,
+    observability,
+    pods,
+    realtime,
+    resources,
+    system,
+)
 
 
 def cluster_routers() -> list[APIRouter]:
@@ -21,4 +33,4 @@ def cluster_routers() -> list[APIRouter]:
 
 def ai_routers() -> list[APIRouter]:
     """The AI groups (served on 8080 and, like the reference's AI service, on 8081)."""
-    return [ai_admin.router]
+    return [ai_admin.router, ai_insights.router, ai_chat.router, ai_investigations.router, ai_actions.router]

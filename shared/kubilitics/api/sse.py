@@ -82,7 +82,10 @@ class EventStream(Response):
         finally:
             self._source.close()
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._on_close)
+                try:
+                    await anyio.to_thread.run_sync(self._on_close)
+                except Exception:  # the response is over: log it, there is no one left to answer
+                    log.exception("closing an event stream failed")
 
     async def _pump(self, send: Send) -> None:
         sender, receiver = anyio.create_memory_object_stream[Any](max_buffer_size=64)
@@ -93,15 +96,17 @@ class EventStream(Response):
             while True:
                 item = None
                 with anyio.move_on_after(self._wait_seconds()):
-                    item = await receiver.receive()
-                if item is None:
-                    if self._ends_at is not None and time.time() >= self._ends_at:
-                        await self._send(send, b"event: end\ndata: until_time reached\n\n")
-                        break
+                    try:
+                        item = await receiver.receive()
+                    except anyio.EndOfStream:  # the reader could not hand over its last word
+                        item = _END
+                past_end = self._ends_at is not None and time.time() >= self._ends_at
+                if item is None and not past_end:
                     await self._send(send, b": keep-alive\n\n")
                     continue
-                if item is _END:
-                    await self._send(send, b"event: end\ndata: log ended\n\n")
+                if item is None or item is _END:
+                    reason = b"until_time reached" if past_end else b"log ended"
+                    await self._send(send, b"event: end\ndata: " + reason + b"\n\n")
                     break
                 if isinstance(item, BaseException):
                     await self._send(send, self._error_event(item))

@@ -170,8 +170,17 @@ class LocalRealtime:
         self.relay.stop()
 
 
-@lru_cache(maxsize=1)
+_build_lock = threading.Lock()
+
+
 def get_local_realtime() -> LocalRealtime:
+    """The one instance of this process (the first sockets arrive at once, on several threads)."""
+    with _build_lock:
+        return _local_realtime()
+
+
+@lru_cache(maxsize=1)
+def _local_realtime() -> LocalRealtime:
     from kubilitics.container import get_container
 
     return LocalRealtime(get_container())

@@ -21,6 +21,7 @@ log = logging.getLogger("kubilitics.local")
 
 TESTBED_KUBECONFIG = REPO_ROOT / ".testbed" / "kubeconfig"
 TESTBED_UP = REPO_ROOT / "scripts" / "testbed" / "up.sh"
+TESTBED_SEED = REPO_ROOT / "scripts" / "testbed" / "seed-demo.sh"
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -60,13 +61,18 @@ def choose_kubeconfig(explicit: str | None, use_testbed: bool) -> Path | None:
     ).expanduser()
     if default.exists() and _reachable(default):
         return default
-    if TESTBED_KUBECONFIG.exists() and _reachable(TESTBED_KUBECONFIG):
-        return TESTBED_KUBECONFIG
-    if use_testbed and TESTBED_UP.exists():
-        print(
-            "No reachable cluster in the current kubeconfig; starting the bundled test cluster...", flush=True
-        )
-        subprocess.run(["bash", str(TESTBED_UP)], check=True)
+    if not use_testbed:
+        if TESTBED_KUBECONFIG.exists() and _reachable(TESTBED_KUBECONFIG):
+            return TESTBED_KUBECONFIG
+    elif TESTBED_UP.exists():
+        if not (TESTBED_KUBECONFIG.exists() and _reachable(TESTBED_KUBECONFIG)):
+            print(
+                "No reachable cluster in the current kubeconfig; starting the bundled test cluster...",
+                flush=True,
+            )
+            subprocess.run(["bash", str(TESTBED_UP)], check=True, stdin=subprocess.DEVNULL)
+        # A new user should see the product work: healthy workloads and a few broken on purpose.
+        subprocess.run(["bash", str(TESTBED_SEED)], check=False, stdin=subprocess.DEVNULL)
         return TESTBED_KUBECONFIG
     print("warning: no reachable Kubernetes cluster; cluster endpoints will answer 502", file=sys.stderr)
     return default if default.exists() else None
@@ -94,6 +100,15 @@ def prepare(args: argparse.Namespace) -> str:
     # only) until an admin stores a key with PUT /api/v1/ai/config.
     secret = client("secretsmanager").create_secret(Name="kubilitics-local-ai-key")
     os.environ["KUBILITICS_AI_SECRET_ARN"] = secret["ARN"]
+    # Investigations: the real state machine on moto's interpreter, its tasks run in this process.
+    from kubilitics.local import workflows
+
+    os.environ["MOTO_PORT"] = str(args.moto_port)  # where the interpreter's Lambda client calls
+    os.environ["KUBILITICS_STATE_MACHINE_ARN"] = workflows.install(
+        client("stepfunctions"),
+        services.settings.region,
+        {workflows.TASKS_FUNCTION: workflows.tasks_handler()},
+    )
     container.reset()
     services = container.get_container()
     token, _ = services.token_codec.mint(
@@ -144,7 +159,17 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
 def run(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto server request lines
+    # uvicorn reports a WebSocket refused with an HTTP response (a bad token) as an error; it is not.
+    logging.getLogger("uvicorn.error").addFilter(
+        lambda record: "without completing handshake" not in record.getMessage()
+    )
     token = prepare(args)
+    from kubilitics.config import get_settings
+    from kubilitics.container import get_container
+    from kubilitics.services.insight_schedule import InsightSchedule
+
+    # EventBridge runs the scan in AWS; here a timer does (once at start, then every interval).
+    InsightSchedule(get_container(), get_settings().insight_scan_interval_seconds).start()
     print(
         "\nKubilitics local server\n"
         f"  API:      http://{args.host}:{args.port}  (docs: http://{args.host}:{args.port}/docs)\n"

@@ -31,6 +31,11 @@ def _count_is_exact(page: dict[str, Any]) -> bool:
     return not meta.get("continue") or meta.get("remainingItemCount") is not None
 
 
+def _rows(listing: dict[str, Any]) -> list[Any]:
+    """A table's rows, or the items of the plain list a server without tables sends instead."""
+    return list(listing.get("rows", listing.get("items")) or [])
+
+
 def is_system_namespace(name: str) -> bool:
     return name in SYSTEM_NAMESPACES or name.startswith(("kube-", "kwok-"))
 
@@ -114,7 +119,7 @@ class ClusterService:
         return (
             count_of(page)
             if _count_is_exact(page)
-            else len(self._kube.list_table(context, f"{namespace_path(namespace)}/pods").get("rows") or [])
+            else len(_rows(self._kube.list_table(context, f"{namespace_path(namespace)}/pods")))
         )
 
     # ---- contexts --------------------------------------------------------------------------

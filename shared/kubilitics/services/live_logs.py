@@ -86,7 +86,7 @@ def stream_lines(
     clock: Clock,
     max_seconds: float | None = None,
 ) -> str:
-    """Send every line until the log ends or the client stops it; sends `log_end`, returns its reason."""
+    """Send every line until the log ends or the client stops it; the reason (the caller sends `log_end`)."""
     outcome: dict[str, str] = {}
 
     def pump() -> None:
@@ -109,7 +109,4 @@ def stream_lines(
             break
     follow.close()
     reader.join(timeout=5)
-    reason = outcome.get("reason", "log_ended")
-    if reason != "client_disconnected":
-        emit(messages.log_end(spec.subscription_id, reason))
-    return reason
+    return outcome.get("reason", "log_ended")

@@ -7,6 +7,7 @@ Exec runs one command at a time per pod, across every instance, behind a lease i
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -20,12 +21,16 @@ from urllib.parse import quote
 from kubilitics.errors import InvalidParameter, KubiliticsError, NotFound
 from kubilitics.ports import Clock, KubernetesPort, LeaseStore, LogStream
 
+log = logging.getLogger(__name__)
+
 MAX_TAIL_LINES = 10_000
 # With `search` or `until_time` the filter runs here, over at most this many of the newest lines.
 SCAN_LINES = 50_000
 MAX_EXEC_TIMEOUT_SECONDS = 300
-# Per stream; keeps a chatty command's answer well under Lambda's 6 MB response limit.
+# Both keep an answer under Lambda's 6 MB response limit: exec output per stream, and a log read
+# (its newest lines are kept).
 MAX_OUTPUT_CHARS = 1_048_576
+MAX_LOG_CHARS = 5_000_000
 # A lease outlives the command's deadline by this much, so a crashed holder frees the pod soon after.
 LEASE_MARGIN_SECONDS = 5.0
 
@@ -131,17 +136,19 @@ class LineFilter:
 class LogFollow:
     """A followed log, filtered: the lines to send, ending when the log ends or passes `until_time`."""
 
-    def __init__(self, stream: LogStream, line_filter: LineFilter):
+    def __init__(self, stream: LogStream, line_filter: LineFilter, namespace: str, name: str):
         self._stream = stream
         self._filter = line_filter
+        self._pod = (namespace, name)
 
     def __iter__(self) -> Iterator[str]:
-        for raw in self._stream:
-            if self._filter.past_until(raw):
-                break
-            line = self._filter.render(raw)
-            if line is not None:
-                yield line
+        with _pod_errors(*self._pod):
+            for raw in self._stream:
+                if self._filter.past_until(raw):
+                    break
+                line = self._filter.render(raw)
+                if line is not None:
+                    yield line
 
     def close(self) -> None:
         self._stream.close()
@@ -210,16 +217,18 @@ class PodService:
     def follow_logs(
         self, context: Any, namespace: str, name: str, query: LogQuery
     ) -> LogFollow | SnapshotFollow:
-        """The log, then every new line as it is written; `tail_lines` picks the lines already there
-        (before `search` applies)."""
+        """The log, then every new line as it is written.
+
+        `tail_lines` picks the lines already there, before `search` applies to them.
+        """
         container = self._container(self._pod(context, namespace, name), query.container, namespace, name)
         if query.until_ns is not None and query.until_ns <= self._clock.now() * 1e9:
             return SnapshotFollow(self._snapshot(context, namespace, name, container, query))
-        params = self._params(container, query, query.tail_lines)
-        stream = self._kube.follow_pod_logs(context, namespace, name, params)
-        with _pod_errors(namespace, name):
-            stream.open()
-        return LogFollow(stream, query.line_filter())
+        # Not opened here: an API server may send no headers until the first line (kwok does).
+        stream = self._kube.follow_pod_logs(
+            context, namespace, name, self._params(container, query, query.tail_lines)
+        )
+        return LogFollow(stream, query.line_filter(), namespace, name)
 
     def _snapshot(
         self, context: Any, namespace: str, name: str, container: str, query: LogQuery
@@ -235,7 +244,7 @@ class PodService:
         if raw_lines and raw_lines[-1] == "":
             raw_lines.pop()
         lines = [line for line in map(line_filter.render, raw_lines) if line is not None]
-        return lines[-query.tail_lines :]
+        return _newest_within(lines[-query.tail_lines :], MAX_LOG_CHARS)
 
     @staticmethod
     def _params(container: str, query: LogQuery, tail_lines: int) -> dict[str, Any]:
@@ -263,6 +272,7 @@ class PodService:
                 result = self._kube.exec(
                     context, namespace, name, container, argv, timeout=max(0.1, deadline - started)
                 )
+            elapsed_ms = _ms_since(started)
         except KubiliticsError as exc:
             if exc.code == "exec_failed":
                 exc.extra["execution_time_ms"] = _ms_since(started)
@@ -271,14 +281,14 @@ class PodService:
                     exc.details["timeout_seconds"] = request.timeout_seconds
             raise
         finally:
-            self._leases.release(lease, owner)
+            self._release(lease, owner)
         stdout, stdout_cut = _capped(result.stdout)
         stderr, stderr_cut = _capped(result.stderr)
         body = {
             "exit_code": result.exit_code,
             "stdout": stdout,
             "stderr": stderr,
-            "execution_time_ms": _ms_since(started),
+            "execution_time_ms": elapsed_ms,
             "pod": name,
             "container": container,
             "truncated": stdout_cut or stderr_cut,
@@ -310,6 +320,13 @@ class PodService:
                 )
             self._sleep(min(pause, left))
             pause = min(pause * 2, 0.5)
+
+    def _release(self, lease: str, owner: str) -> None:
+        try:
+            self._leases.release(lease, owner)
+        except KubiliticsError as exc:
+            # The command's outcome stands; the lease runs out by itself shortly after its deadline.
+            log.warning("exec lease %s not released: %r", lease, exc)
 
     # ---- shared ----------------------------------------------------------------------------
 
@@ -353,6 +370,16 @@ def _pod_errors(namespace: str, name: str) -> Iterator[None]:
         raise NotFound(
             f"Pod {namespace}/{name} not found", details={"namespace": namespace, "pod_name": name}
         ) from exc
+
+
+def _newest_within(lines: list[str], budget: int) -> list[str]:
+    """The newest lines whose text (with newlines) fits in `budget` characters."""
+    kept = 0
+    for index in range(len(lines) - 1, -1, -1):
+        kept += len(lines[index]) + 1
+        if kept > budget:
+            return lines[index + 1 :]
+    return lines
 
 
 def _capped(text: str) -> tuple[str, bool]:

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 WINDOW_SECONDS = 60
 BURST = 20
 SLOT_LEASE_SECONDS = 3600
+# Counters are kept this long because they double as the record of user engagement (analytics).
+ENGAGEMENT_RETENTION_SECONDS = 91 * 86400
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,16 @@ POLICIES: dict[str, Policy] = {
     "chat": Policy(50, concurrent=10),
     "shells": Policy(None, concurrent=10),
 }
+
+
+@dataclass(frozen=True)
+class UsageMark:
+    """Who made a request, in which category and window, and what it was (`GET /api/v1/...`)."""
+
+    sub: str
+    category: str
+    window_start: int
+    operation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +81,7 @@ class RateLimiter:
         self._store = store
         self._clock = clock
 
-    def hit(self, principal: Principal, category: str) -> Decision:
+    def hit(self, principal: Principal, category: str, operation: str | None = None) -> Decision:
         """Count one request; the decision says whether it is allowed (it does not raise)."""
         policy = POLICIES[category]
         if policy.per_minute is None:
@@ -79,7 +91,11 @@ class RateLimiter:
         reset_at = window_start + WINDOW_SECONDS
         limit = policy.per_minute * principal.rate_multiplier
         key = f"rl#{principal.sub}#{category}#{window_start}"
-        count = self._store.increment_window(key, expires_at=reset_at + WINDOW_SECONDS)
+        count = self._store.increment_window(
+            key,
+            expires_at=reset_at + ENGAGEMENT_RETENTION_SECONDS,
+            usage=UsageMark(principal.sub, category, window_start, operation),
+        )
         return Decision(
             limit=limit,
             remaining=max(0, limit - count),

@@ -159,7 +159,8 @@ class RealtimeService:
 
     def _logs(self, connection: Connection, request: Logs) -> None:
         require_scope(connection.principal, "read")
-        self._count(connection, "logs")
+        if not request.follow:
+            self._count(connection, "logs")  # a follow takes a concurrency slot instead, as over REST
         subscription_id = (
             request.subscription_id or f"logs-{connection.connection_id[-6:]}-{int(self._clock.now() * 1000)}"
         )

@@ -10,7 +10,8 @@ object; it keeps only the best `offset + limit` of them while reading page by pa
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +70,9 @@ def _invalid_parameter(parameter: str, message: str, **details: Any) -> Kubiliti
     return KubiliticsError(message, code="invalid_parameter", details={"parameter": parameter, **details})
 
 
-def sort_key(sort_by: str) -> Callable[[dict[str, Any]], tuple[str, ...]]:
+def sort_key(sort_by: str | None) -> Callable[[dict[str, Any]], tuple[str, ...]]:
+    if sort_by is None:  # the API server's own order
+        return lambda o: (o["metadata"].get("namespace", ""), o["metadata"].get("name", ""))
     if sort_by == "name":
         return lambda o: (o["metadata"].get("name", ""), o["metadata"].get("namespace", ""))
     # RFC 3339 UTC timestamps order as strings; name and namespace make the order total.
@@ -78,6 +81,21 @@ def sort_key(sort_by: str) -> Callable[[dict[str, Any]], tuple[str, ...]]:
         o["metadata"].get("namespace", ""),
         o["metadata"].get("name", ""),
     )
+
+
+class _Ranked:
+    """A kept object in the sort: `a < b` when a comes after b in the wanted order (is worse)."""
+
+    __slots__ = ("descending", "key", "text")
+
+    def __init__(self, key: tuple[str, ...], descending: bool):
+        self.key = key
+        self.descending = descending
+        self.text = ""
+
+    def __lt__(self, other: _Ranked) -> bool:
+        # Keys are unique (they end with namespace and name), so there are no ties to break.
+        return self.key < other.key if self.descending else self.key > other.key
 
 
 class ResourcesService:
@@ -122,15 +140,16 @@ class ResourcesService:
     def list_page(self, context: Any, kind: str, query: ListQuery) -> dict[str, Any]:
         rtype = self.resolve(context, kind)
         self._require_verb(rtype, "list")
-        # Like kubectl, a namespace given for a cluster-scoped kind is ignored.
-        namespace = query.namespace if rtype.namespaced else None
+        # Like kubectl, a namespace given for a cluster-scoped kind is ignored; `namespace=` is all.
+        namespace = (query.namespace or None) if rtype.namespaced else None
         if namespace is not None:
             self._check_namespace("namespace", namespace)
         labels = validate_label_selector(query.label_selector)
         fields = validate_field_selector(query.field_selector)
         lister = self._lister(context, rtype, namespace, labels, fields)
         try:
-            if query.sort_by or query.sort_order:
+            # sort_order=asc alone is the API server's order already; desc alone reverses it.
+            if query.sort_by or query.sort_order == "desc":
                 page = self._sorted(lister, query)
             else:
                 page = self._paged(lister, query.limit, query.offset)
@@ -204,26 +223,31 @@ class ResourcesService:
 
     @staticmethod
     def _sorted(lister: Callable[..., dict[str, Any]], query: ListQuery) -> Page:
-        # sort_order alone sorts by name; "age" ascending is the youngest first.
-        sort_by = query.sort_by or "name"
-        descending = (query.sort_order == "desc") != (sort_by == "age")
+        # "age" ascending is the youngest first.
+        descending = (query.sort_order == "desc") != (query.sort_by == "age")
+        key = sort_key(query.sort_by)
+        keep = query.offset + query.limit
+        # Only the best offset+limit objects are held, never the whole list, and as JSON text: a
+        # parsed pod takes ~5x the memory, and a deep offset keeps thousands of them.
+        best: list[_Ranked] = []  # a heap, the worst kept object on top
         seen = 0
-
-        def everything() -> Iterator[dict[str, Any]]:
-            nonlocal seen
-            token: str | None = None
-            while True:
-                page = lister(limit=SORT_PAGE, continue_token=token)
-                seen += len(page["items"])
-                yield from page["items"]
-                token = page["metadata"].get("continue")
-                if not token:
-                    return
-
-        # Only the best offset+limit objects are held, never the whole list.
-        pick = heapq.nlargest if descending else heapq.nsmallest
-        best = pick(query.offset + query.limit, everything(), key=sort_key(sort_by))
-        return Page(best[query.offset :], seen)
+        token: str | None = None
+        while True:
+            page = lister(limit=SORT_PAGE, continue_token=token)
+            for item in page["items"]:
+                ranked = _Ranked(key(item), descending)
+                if len(best) < keep:
+                    ranked.text = json.dumps(item, separators=(",", ":"))
+                    heapq.heappush(best, ranked)
+                elif best[0] < ranked:
+                    ranked.text = json.dumps(item, separators=(",", ":"))
+                    heapq.heapreplace(best, ranked)
+            seen += len(page["items"])
+            token = page["metadata"].get("continue")
+            if not token:
+                break
+        ordered = sorted(best, reverse=True)[query.offset :]
+        return Page([json.loads(ranked.text) for ranked in ordered], seen)
 
     @staticmethod
     def _selector_error(exc: KubiliticsError, labels: str | None, fields: str | None) -> KubiliticsError:

@@ -109,7 +109,7 @@ class Sessions:
     def close_all(self, pointers: list[Pointer]) -> None:
         """The connection is gone: every session it had ends."""
         for pointer in pointers:
-            if pointer.session_id:
+            if pointer.stream in ("shell", "logs") and pointer.session_id:
                 self._tell(pointer.session_id, ShellCommand("close"))
 
     def _tell(self, session_id: str, command: ShellCommand) -> None:
@@ -197,7 +197,8 @@ class SessionWorker:
         def emit(message: str) -> bool:
             return self.notifier.post(connection_id, message)
 
-        outcome: dict[str, Any] = {"session_id": session_id, "kind": kind}
+        outcome: dict[str, Any] = {"session_id": session_id, "kind": kind, "reason": "error"}
+        subscription_id = payload["spec"].get("subscription_id")
         try:
             if kind == "shell":
                 spec = ShellSpec.from_dict(payload["spec"])
@@ -212,18 +213,23 @@ class SessionWorker:
                     max_seconds,
                 )
                 outcome["exit_code"], outcome["reason"] = session.run()
+                if session.client_gone:
+                    outcome["reason"] = "client_disconnected"
             else:
                 logs = LogsSpec.from_dict(payload["spec"])
                 follow = open_follow(self.pods, self.contexts(logs.context), logs)
                 outcome["reason"] = stream_lines(follow, logs, emit, inputs, self.clock, max_seconds)
         except KubiliticsError as exc:
-            subscription_id = payload["spec"].get("subscription_id")
             emit(messages.error_message(exc, None, subscription_id))
-            if kind == "logs":
-                emit(messages.log_end(subscription_id, "error"))
             outcome["error"] = exc.code
         finally:
             self._clean_up(session_id, connection_id, payload["pointer"], sub, kind)
+        # Said last, once the slot is free: a client may start the next session as soon as it reads this.
+        if outcome["reason"] != "client_disconnected":
+            if kind == "shell":
+                emit(messages.shell_exit(outcome.get("exit_code"), outcome["reason"]))
+            else:
+                emit(messages.log_end(subscription_id, outcome["reason"]))
         return outcome
 
     def _clean_up(self, session_id: str, connection_id: str, pointer_name: str, sub: str, kind: str) -> None:

@@ -4,7 +4,8 @@ The session does not care where its input comes from (a local socket, or the Dyn
 Lambda polls) nor where its output goes (`emit`). It ends when the shell exits (`exit` with its code),
 when the client asks (`{"type": "exit"}`) or goes away, when nobody typed and nothing was printed for
 `idle_seconds`, or at `max_seconds` (the session Lambda's time limit); then `exit_code` is null and
-`reason` says why.
+`reason` says why. The `exit` message is sent by the caller once the session's slot is given back, so
+a client that starts another shell on receiving it finds the slot free.
 """
 
 from __future__ import annotations
@@ -76,8 +77,12 @@ class ShellSession:
         self._gone = False
         self._last_output = clock.now()
 
+    @property
+    def client_gone(self) -> bool:
+        return self._gone
+
     def run(self) -> tuple[int | None, str | None]:
-        """Bridge until the session ends; sends the `exit` message and returns (exit code, reason)."""
+        """Bridge until the session ends: (exit code, reason). The caller sends `exit` (see module doc)."""
         spec = self._spec
         try:
             terminal = self._kube.open_terminal(
@@ -91,7 +96,6 @@ class ShellSession:
             )
         except KubiliticsError as exc:
             self._send(messages.error_message(exc, None))
-            self._send(messages.shell_exit(None, "exec_failed"))
             return None, "exec_failed"
         reader = threading.Thread(
             target=self._pump_output, args=(terminal,), name="shell-output", daemon=True
@@ -106,8 +110,6 @@ class ShellSession:
         exit_code = terminal.exit_code
         if exit_code is not None:
             reason = None  # the shell ended by itself: its exit code says it all
-        if not self._gone:
-            self._send(messages.shell_exit(exit_code, reason))
         return exit_code, reason
 
     def _pump_input(self, terminal: Any) -> str | None:
@@ -117,15 +119,18 @@ class ShellSession:
             now = self._clock.now()
             if command is not None:
                 last_input = now
-                if command.type == "input":
-                    terminal.write(command.data.encode())
-                elif command.type == "resize":
-                    terminal.resize(command.rows, command.cols)
-                elif command.type == "exit":
+                if command.type == "exit":
                     return "exit_requested"
-                elif command.type == "close":
+                if command.type == "close":
                     self._gone = True
                     return "client_disconnected"
+                try:
+                    if command.type == "input":
+                        terminal.write(command.data.encode())
+                    elif command.type == "resize":
+                        terminal.resize(command.rows, command.cols)
+                except Exception:
+                    return None  # the stream is closing under us: the shell has exited
             if self._gone:
                 return "client_disconnected"
             if now - max(last_input, self._last_output) >= self._idle_seconds:

@@ -6,7 +6,7 @@ are fetched as metadata only. `depth` decides how far the tree goes, and so whic
   1  cluster summary and network policy counts (counts only: nothing is listed in full)
   2  + nodes (role, status, capacity, taints, pod_count) and namespaces (pods, workloads, quota)
   3  + the pods on each node (namespace, name, status); unscheduled pods apart
-  4  + each pod's owning workload (a ReplicaSet's Deployment, a Job's CronJob)
+  4  + each pod's owning workload (a ReplicaSet's Deployment, a Job's CronJob) and its metrics
   5  + each pod's containers (image, ready, restarts, state)
 """
 
@@ -194,7 +194,7 @@ class TopologyService:
                 calls[plural] = self._metadata_call(context, group, plural, namespace)
             if include_metrics:
                 calls["node_metrics"] = lambda: kube.get_path(context, f"{METRICS_API}/nodes")
-        if depth >= 3 and include_metrics:
+        if depth >= 4 and include_metrics:  # a pod metrics list costs as much as the rest of depth 3
             calls["pod_metrics"] = lambda: kube.get_path(
                 context, METRICS_API + _scoped("", "pods", namespace)
             )
@@ -246,18 +246,21 @@ class TopologyService:
             if "rows" not in listing:  # a server without tables answered with the plain list
                 return [_row_of(p) for p in listing.get("items") or []]
             columns = [c.get("name") for c in listing.get("columnDefinitions") or []]
-            at = {name: columns.index(name) for name in ("Name", "Status", "Node") if name in columns}
+            if not {"Name", "Status", "Node"} <= set(columns):
+                raise KubiliticsError(
+                    "The API server's pod table lacks Name, Status or Node", code="kubernetes_api_error"
+                )
+            name_at, status_at, node_at = (
+                columns.index("Name"),
+                columns.index("Status"),
+                columns.index("Node"),
+            )
             rows = []
             for row in listing["rows"]:
-                cells = row.get("cells") or []
-                node = cells[at["Node"]] if "Node" in at else None
+                cells = row["cells"]
+                node = cells[node_at]
                 rows.append(
-                    PodRow(
-                        namespace=ns,
-                        name=str(cells[at.get("Name", 0)]),
-                        status=str(cells[at["Status"]]) if "Status" in at else "Unknown",
-                        node=node if node and node != "<none>" else None,
-                    )
+                    PodRow(ns, cells[name_at], cells[status_at], node if node and node != "<none>" else None)
                 )
             return rows
 
@@ -326,8 +329,8 @@ class TopologyService:
                 "memory_available_bytes": format_bytes(parse_quantity(allocatable.get("memory"))),
                 "pod_count": counts.get(name, 0),
             }
-            if node_usage is not None:
-                entry["metrics"] = self._node_metrics(node_usage.get(name), allocatable)
+            if "node_metrics" in got:  # asked for: null when metrics-server has no figures
+                entry["metrics"] = self._node_metrics((node_usage or {}).get(name), allocatable)
             if depth >= 3:
                 entry["pods"] = by_node[name]
             entry["taints"] = [
@@ -345,8 +348,11 @@ class TopologyService:
 
     @staticmethod
     def _pod_usage(listing: Any) -> dict[tuple[str, str], tuple[float, float]] | None:
-        if listing is None or isinstance(listing, Exception):
+        """None when not asked for; empty (every pod's metrics null) when metrics-server failed."""
+        if listing is None:
             return None
+        if isinstance(listing, Exception):
+            return {}
         usage = {}
         for item in listing.get("items") or []:
             cpu = memory = 0.0

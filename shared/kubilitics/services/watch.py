@@ -140,6 +140,8 @@ class RelayOptions:
     ring_max: int = 50_000
     delivery_workers: int = 0  # 0: post inline (local sockets); >0: in parallel across connections
     idle_exit_seconds: float | None = None  # end a run that has had nothing to watch this long
+    # How often listening connections' tokens are checked again (+ the 20 s cache: revoked within 30 s).
+    token_check_seconds: float = 10.0
     takeover_window_seconds: float = 90.0
     retry_seconds: float = 1.0
 
@@ -411,8 +413,10 @@ class WatchRelay:
         clock: Clock,
         owner: str,
         options: RelayOptions | None = None,
+        revoked: Callable[[str], bool] | None = None,
     ):
         self._store = store
+        self._revoked = revoked  # jti -> revoked?; None: tokens are checked only for expiry
         self._kube = kube
         self._contexts = contexts
         self._notifier = notifier
@@ -484,7 +488,7 @@ class WatchRelay:
 
     def _loop(self, deadline: float | None) -> None:
         options = self.options
-        last_refresh = last_checkpoint = last_renew = idle_since = self._clock.now()
+        last_refresh = last_checkpoint = last_renew = idle_since = last_tokens = self._clock.now()
         self._refresh()
         while not self._stopping.is_set():
             now = self._clock.now()
@@ -508,6 +512,9 @@ class WatchRelay:
             if now - last_checkpoint >= options.checkpoint_seconds:
                 self._checkpoint()
                 last_checkpoint = now
+            if now - last_tokens >= options.token_check_seconds:
+                self._check_tokens()
+                last_tokens = now
 
     def _finish(self) -> None:
         """Stop reading, deliver what was read, checkpoint, serve late members, then give the lease up."""
@@ -632,8 +639,14 @@ class WatchRelay:
         for key in [k for k in self._sets if k not in sets]:
             self._stop_set(key)
         outbox: dict[str, list[str]] = {}
+        expired: set[str] = set()
         for key, listed in sets.items():
-            members = [m for m in self._store.list_members(key) if m.expires_at > now]
+            members = []
+            for member in self._store.list_members(key):
+                if member.expires_at > now:
+                    members.append(member)
+                else:
+                    expired.add(member.connection_id)
             if not members:
                 self._stop_set(key)
                 self._store.delete_set_if_unused(key, listed.generation)
@@ -642,6 +655,23 @@ class WatchRelay:
             if active is not None:
                 self._sync_members(active, members, outbox)
         self._flush(outbox)
+        for connection_id in expired:
+            self._end_connection(connection_id, "token_expired", "The bearer token has expired")
+
+    def _check_tokens(self) -> None:
+        """A client that only listens sends nothing to be refused with: end it when its token is revoked."""
+        if self._revoked is None:
+            return
+        listening = {member[0] for active in self._sets.values() for member in active.cursors}
+        for connection_id in listening:
+            connection = self._store.get_connection(connection_id)
+            if connection is not None and self._revoked(connection.jti):
+                self._end_connection(connection_id, "token_revoked", "The bearer token has been revoked")
+
+    def _end_connection(self, connection_id: str, code: str, message: str) -> None:
+        self._notifier.post(connection_id, messages.error_message(KubiliticsError(message, code=code), None))
+        self._notifier.close(connection_id)
+        self._drop_connection(connection_id)
 
     def _start_set(self, key: str, members: list[Member], outbox: dict[str, list[str]]) -> _ActiveSet | None:
         watch_set = self._store.get_set(key)  # consistent: the checkpoint the previous run left

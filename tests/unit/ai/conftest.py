@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from kubilitics.ai.evidence import Evidence
 
 FIXTURES = Path(__file__).parent / "fixtures"

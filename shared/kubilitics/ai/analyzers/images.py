@@ -39,13 +39,18 @@ UNREACHABLE = re.compile(
 
 
 def analyze(ev: Evidence) -> list[Finding]:
-    findings: list[Finding] = []
+    findings: dict[tuple[str, str], Finding] = {}
     for pod in ev.pods:
         for c in containers(pod):
             finding = _container(ev, pod, c)
-            if finding:
-                findings.append(finding)
-    return findings
+            if finding is None:
+                continue
+            key = (str(finding.subject), c.name)
+            if key in findings:  # another replica with the same image: one finding, more evidence
+                findings[key].citations.extend(finding.citations[:1])
+            else:
+                findings[key] = finding
+    return list(findings.values())
 
 
 def _container(ev: Evidence, pod: dict[str, Any], c: ContainerView) -> Finding | None:

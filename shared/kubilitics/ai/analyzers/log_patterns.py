@@ -18,10 +18,13 @@ from kubilitics.ai.evidence import Evidence, LogTail, ObjectRef
 from kubilitics.ai.findings import Finding, Recommendation, cite_log
 from kubilitics.ai.kube_json import containers, name_of, namespace_of
 
+# Quotes may come escaped (\") when the line is itself a quoted log field (klog, JSON loggers).
+_Q = r'\\?"'
 RBAC = re.compile(
-    r'(?:is forbidden|forbidden): User "(?P<user>[^"]+)" cannot (?P<verb>[\w-]+) resource '
-    r'"(?P<resource>[^"]+)"'
-    r'(?: in API group "(?P<group>[^"]*)")?(?: in the namespace "(?P<ns>[^"]+)"| at the cluster scope)?',
+    rf"(?:is forbidden|forbidden): User {_Q}(?P<user>[^\"\\]+){_Q} cannot (?P<verb>[\w-]+) resource "
+    rf"{_Q}(?P<resource>[^\"\\]+){_Q}"
+    rf"(?: in API group {_Q}(?P<group>[^\"\\]*){_Q})?(?: in the namespace {_Q}(?P<ns>[^\"\\]+){_Q}| at the "
+    r"cluster scope)?",
     re.IGNORECASE,
 )
 RBAC_LOOSE = re.compile(

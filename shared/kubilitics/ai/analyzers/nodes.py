@@ -21,7 +21,7 @@ from kubilitics.ai.kube_json import (
 
 PRESSURES = {"MemoryPressure": "memory", "DiskPressure": "disk", "PIDPressure": "PIDs"}
 EVICTED_USAGE = re.compile(r"Container (\S+) was using (\S+?), request is (\S+?)[,.]")
-LOW_ON = re.compile(r"low on resource: ([\w.-]+)")
+LOW_ON = re.compile(r"low on resource: ([a-z-]+)")
 
 
 def analyze(ev: Evidence) -> list[Finding]:

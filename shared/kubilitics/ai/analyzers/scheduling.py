@@ -32,6 +32,7 @@ from kubilitics.ai.kube_json import (
     pod_finished,
     pod_node,
     pod_template,
+    selector_matches,
 )
 from kubilitics.ai.taxonomy import precedence
 
@@ -99,17 +100,58 @@ def untolerated_taints(
 
     Recent schedulers say only "had untolerated taint(s)"; the nodes say which.
     """
-    spec = pod.get("spec") or {}
-    selector = spec.get("nodeSelector") or {}
-    tolerations = spec.get("tolerations") or []
+    tolerations = (pod.get("spec") or {}).get("tolerations") or []
     out = []
     for node in nodes:
-        if any(labels_of(node).get(k) != v for k, v in selector.items()):
+        if not _selector_allows(pod, node):
             continue
         for taint in (node.get("spec") or {}).get("taints") or []:
             if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerated(taint, tolerations):
                 out.append((node, taint))
     return out
+
+
+def _selector_allows(pod: dict[str, Any], node: dict[str, Any]) -> bool:
+    """nodeSelector and required node affinity (terms ORed, expressions ANDed) against the node."""
+    spec = pod.get("spec") or {}
+    labels = labels_of(node)
+    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+        return False
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = required.get("nodeSelectorTerms") or []
+    if not terms:
+        return True
+    return any(
+        selector_matches(
+            {
+                "matchExpressions": [
+                    e
+                    for e in term.get("matchExpressions") or []
+                    if e.get("operator") in ("In", "NotIn", "Exists", "DoesNotExist")
+                ]
+            },
+            labels,
+        )
+        for term in terms
+    )
+
+
+def candidate_nodes(pod: dict[str, Any], nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Nodes the pod could run on if they had room: selector matches, taints tolerated, not cordoned."""
+    tolerations = (pod.get("spec") or {}).get("tolerations") or []
+    return [
+        n
+        for n in nodes
+        if _selector_allows(pod, n)
+        and not (n.get("spec") or {}).get("unschedulable")
+        and all(
+            _tolerated(t, tolerations)
+            for t in (n.get("spec") or {}).get("taints") or []
+            if t.get("effect") in ("NoSchedule", "NoExecute")
+        )
+    ]
 
 
 def _tolerated(taint: dict[str, Any], tolerations: list[dict[str, Any]]) -> bool:
@@ -141,20 +183,32 @@ def analyze(ev: Evidence) -> list[Finding]:
         if not message:
             continue
         reasons = parse_reasons(message)
+        nodes = ev.of_kind("Node")
+        selected = [n for n in nodes if _selector_allows(pod, n)]
         by_category: Counter[str] = Counter()
         real = [(n, r) for n, r in reasons if not any(cp in r for cp in CONTROL_PLANE)] or reasons
         for n, reason in real:
             category = categorize(reason)
             if category == "untolerated_taint" and "taint" in reason:
-                category = NODE_TAINTS.get(_taint_key(reason, pod, ev.of_kind("Node")), category)
+                taint_key = _taint_key(reason, pod, nodes)
+                if nodes and not taint_key and not TAINT.search(reason):
+                    continue  # the tainted nodes are ones the selector rules out anyway
+                category = NODE_TAINTS.get(taint_key, category)
             if category:
                 by_category[category] += max(n, 1)
+        # The scheduler names one reason per node, the first filter that failed: a node that is both
+        # tainted and of the wrong zone counts as "tainted". The node list settles it: when no node
+        # matches the selector, the selector is the cause; when some do, what rules those out is.
+        spec = pod.get("spec") or {}
+        if nodes and (spec.get("nodeSelector") or (spec.get("affinity") or {}).get("nodeAffinity")):
+            if not selected:
+                by_category = Counter({"node_selector_mismatch": len(nodes)})
+            elif len(by_category) > 1:
+                by_category.pop("node_selector_mismatch", None)
+        elif len(by_category) > 1:
+            by_category.pop("node_selector_mismatch", None)
         if not by_category:
             continue
-        # Nodes the selector rules out are not candidates anyway: when some node matches it, what
-        # rules out those nodes (a full node, a dead node, a taint) is the cause.
-        if len(by_category) > 1:
-            by_category.pop("node_selector_mismatch", None)
         category = sorted(by_category, key=lambda k: (-by_category[k], precedence(k)))[0]
         counted = sum(by_category.values())
         covered = by_category[category] / max(1, counted)
@@ -198,6 +252,8 @@ def _finding(
     if category in ("insufficient_cpu", "insufficient_memory"):
         resource = "cpu" if category == "insufficient_cpu" else "memory"
         summary, recs = _capacity(ev, pod, wref, resource, nodes, cites)
+        if recs and recs[0].action.startswith("reduce_"):
+            confidence = max(confidence, 0.95)  # larger than any node it may use: it can never fit
     elif category == "node_selector_mismatch":
         summary, recs = _selector(pod, wref, nodes, cites, reasons)
     elif category in ("untolerated_taint", "node_not_ready", "eviction_pressure"):
@@ -318,6 +374,7 @@ def _capacity(
     ]
     total = sum(v for _, v in requests)
     biggest = max(requests, key=lambda cv: cv[1], default=None)
+    nodes = candidate_nodes(pod, nodes) or nodes
     allocatable = [
         parse_quantity(((n.get("status") or {}).get("allocatable") or {}).get(resource), cpu=cpu) or 0.0
         for n in nodes

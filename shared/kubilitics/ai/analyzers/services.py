@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubilitics.ai.analyzers._common import describe
+from kubilitics.ai.analyzers._common import describe, workload_ref
 from kubilitics.ai.analyzers.base import Analyzer
 from kubilitics.ai.evidence import Evidence, ObjectRef
 from kubilitics.ai.findings import Citation, Finding, Recommendation, cite_field
@@ -153,7 +153,7 @@ def _port_mismatch(ev: Evidence, svc: dict[str, Any], pods: list[dict[str, Any]]
             wrong.append((port, target))
     if not wrong:
         return None
-    owner = controller_of(pods[0]) or {}
+    workload = workload_ref(ev, pods[0])
     served = ", ".join(str(p) for p in sorted(declared))
     port, target = wrong[0]
     right = next(iter(declared)) if len(declared) == 1 else None
@@ -165,13 +165,12 @@ def _port_mismatch(ev: Evidence, svc: dict[str, Any], pods: list[dict[str, Any]]
         Recommendation(
             "fix_service_target_port",
             f"Set targetPort of port {port.get('port')} of Service {ref.name} to "
-            f"{right if right else 'one of ' + served} (the port the pods of {owner.get('kind', 'Pod')} "
-            f"{owner.get('name', name_of(pods[0]))} serve); it sends traffic to {target}.",
+            f"{right if right else 'one of ' + served} (the port the pods of {describe(workload)} serve); it "
+            f"sends traffic to {target}.",
             ref,
             {"spec": {"ports": [{"port": port.get("port"), "targetPort": right}]}} if right else None,
         )
     ]
-    workload = ObjectRef(str(owner.get("kind", "Pod")), str(owner.get("name", name_of(pods[0]))))
     return Finding(
         category="service_port_mismatch",
         summary=(

@@ -1,4 +1,5 @@
-"""GET /api/v1/ai/status, GET/PUT /api/v1/ai/config, GET /api/v1/ai/usage (reference 9 and 15)."""
+"""GET /api/v1/ai/status, GET/PUT /api/v1/ai/config, GET /api/v1/ai/usage, GET /api/v1/ai/analytics/summary
+(reference 9, 13 and 15)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,12 @@ async def ai_usage(
     return await run_in_threadpool(
         services.ai_admin.usage, time_period, group_by, principal.has_scope("admin")
     )
+
+
+@router.get("/api/v1/ai/analytics/summary", summary="AI effectiveness and usage over a period")
+async def ai_analytics_summary(
+    _: Annotated[Principal, Depends(require("read", "standard"))],
+    services: Services,
+    time_period: Annotated[Literal["24h", "7d", "30d", "90d"], Query()] = "7d",
+) -> dict[str, Any]:
+    return await run_in_threadpool(services.analytics.summary, time_period)

@@ -1,0 +1,165 @@
+"""GET /api/v1/ai/analytics/summary (reference section 13), computed from stored records only.
+
+- investigations and proposed actions: from the investigations store (`InvestigationHistory`); until
+  that store exists they are reported as zero;
+- insights: the insight records, counted by when they were first detected;
+- token usage and LLM calls: the budget ledger's usage records (one per LLM call);
+- user engagement: the rate-limit counters, which carry who, which category and which operation in
+  the same write that counts the request (so recording engagement costs no extra write).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from kubilitics.ai.budget import OPERATIONS
+from kubilitics.ai.insights import CATEGORIES
+from kubilitics.clock import rfc3339
+from kubilitics.ports import Clock, EngagementStore, InsightStore, InvestigationHistory
+
+TIME_PERIODS = {"24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "90d": 90 * 86400}
+INVESTIGATION_STATUSES = ("completed", "failed", "in_progress")
+INVESTIGATION_SEVERITIES = ("critical", "high", "medium", "low")
+TOP = 5
+
+
+class AnalyticsService:
+    def __init__(
+        self,
+        *,
+        ledger: Any,  # ai.budget.BudgetLedger
+        insights: InsightStore,
+        engagement: EngagementStore,
+        investigations: InvestigationHistory | None,
+        clock: Clock,
+    ):
+        self._ledger = ledger
+        self._insights = insights
+        self._engagement = engagement
+        self._investigations = investigations
+        self._clock = clock
+
+    def summary(self, time_period: str = "7d") -> dict[str, Any]:
+        end = self._clock.now()
+        start = end - TIME_PERIODS[time_period]
+        return {
+            "period": {
+                "start_time": rfc3339(start),
+                "end_time": rfc3339(end),
+                "duration_days": round(TIME_PERIODS[time_period] / 86400, 2),
+                "time_period": time_period,
+            },
+            "investigations": self._investigation_stats(start, end),
+            "actions_proposed": self._action_stats(start, end),
+            "insights_generated": self._insight_stats(start, end),
+            **self._llm_stats(start, end),
+            "user_engagement": self._engagement_stats(start, end),
+        }
+
+    def _investigation_stats(self, start: float, end: float) -> dict[str, Any]:
+        records = self._investigations.investigations(start, end) if self._investigations else []
+        by_status = Counter(str(r.get("status")) for r in records)
+        durations = [
+            float(r["completed_at"]) - float(r["created_at"])
+            for r in records
+            if r.get("completed_at") is not None and r.get("created_at") is not None
+        ]
+        completed, failed = by_status.get("completed", 0), by_status.get("failed", 0)
+        return {
+            "total_initiated": len(records),
+            "total_completed": completed,
+            "average_duration_seconds": round(statistics.fmean(durations)) if durations else 0,
+            "by_status": {
+                **{s: by_status.get(s, 0) for s in INVESTIGATION_STATUSES},
+                **{s: n for s, n in by_status.items() if s not in INVESTIGATION_STATUSES},
+            },
+            "success_rate_percent": _percent(completed, completed + failed),
+            "by_severity": {
+                s: sum(1 for r in records if r.get("severity") == s) for s in INVESTIGATION_SEVERITIES
+            },
+        }
+
+    def _action_stats(self, start: float, end: float) -> dict[str, Any]:
+        records = self._investigations.actions(start, end) if self._investigations else []
+        by_status = Counter(str(r.get("status")) for r in records)
+        approved, rejected = (
+            by_status.get("approved", 0) + by_status.get("executed", 0),
+            by_status.get("rejected", 0),
+        )
+        expired = by_status.get("expired", 0)
+        return {
+            "total": len(records),
+            "approved": approved,
+            "rejected": rejected,
+            "expired": expired,
+            "pending": by_status.get("pending", 0),
+            "approval_rate_percent": _percent(approved, approved + rejected + expired),
+        }
+
+    def _insight_stats(self, start: float, end: float) -> dict[str, Any]:
+        records = [
+            r for r in self._insights.list(None) if start <= float(r.get("first_detected") or 0) <= end
+        ]
+        dismissed = sum(1 for r in records if r.get("dismissed_at") is not None)
+        return {
+            "total": len(records),
+            "by_category": {c: sum(1 for r in records if r.get("category") == c) for c in CATEGORIES},
+            "dismissed_percent": _percent(dismissed, len(records)),
+            "resolved": sum(1 for r in records if r.get("status") == "resolved"),
+        }
+
+    def _llm_stats(self, start: float, end: float) -> dict[str, Any]:
+        records = self._ledger.records(start, end)
+        tokens = sum(r.tokens for r in records)
+        succeeded = [r for r in records if r.success]
+        return {
+            "token_usage": {
+                "total_tokens": tokens,
+                "average_per_request": round(tokens / len(records)) if records else 0,
+                "by_operation": {
+                    op: sum(r.tokens for r in records if r.operation == op) for op in OPERATIONS
+                },
+            },
+            "llm_api_calls": {
+                "total": len(records),
+                "success_rate_percent": _percent(len(succeeded), len(records)),
+                "average_latency_ms": round(statistics.fmean(r.latency_ms for r in succeeded))
+                if succeeded
+                else 0,
+            },
+        }
+
+    def _engagement_stats(self, start: float, end: float) -> dict[str, Any]:
+        windows = [
+            w
+            for w in self._engagement.windows(start, end)
+            if start - 60 < float(w.get("window_start", 0)) <= end
+        ]
+        users = {w.get("sub") for w in windows if w.get("sub")}
+        hours: Counter[int] = Counter()
+        operations: Counter[str] = Counter()
+        total = 0
+        for w in windows:
+            n = int(w.get("n") or 0)
+            total += n
+            hours[datetime.fromtimestamp(float(w["window_start"]), UTC).hour] += n
+            for key, value in w.items():
+                if key.startswith("op#"):
+                    operations[key[3:]] += int(value)
+        busiest = sorted(hours.items(), key=lambda kv: (-kv[1], kv[0]))[:2]
+        return {
+            "unique_users": len(users),
+            "total_requests": total,
+            "most_active_hours": [f"{h:02d}:00-{(h + 1) % 24:02d}:00" for h, _ in busiest],
+            "top_operations": [
+                op for op, _ in sorted(operations.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]
+            ],
+            "requests_by_operation": dict(sorted(operations.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]),
+        }
+
+
+def _percent(part: int, whole: int) -> float:
+    return round(part * 100 / whole, 1) if whole else 0.0

@@ -1,0 +1,378 @@
+"""The real-time services without a cluster: message parsing, shell sessions, session input order, and the
+relay's resync after 410 Gone (with a scripted Kubernetes and the DynamoDB store on moto)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from kubilitics.clock import SystemClock
+from kubilitics.errors import KubiliticsError
+from kubilitics.services import realtime_messages as messages
+from kubilitics.services.realtime_messages import Logs, ShellCommand, ShellInit, Subscribe, Unsubscribe
+from kubilitics.services.sessions import QueuedInputs
+from kubilitics.services.shell import ShellSession, ShellSpec
+
+# ---- messages -------------------------------------------------------------------------------------
+
+
+def test_the_reference_messages_parse_to_their_commands():
+    subscribe = messages.parse(
+        '{"action":"subscribe","resource_kind":"Pod","namespace":"default","label_selector":"app=myapp",'
+        '"subscription_id":"sub-123"}'
+    )
+    assert subscribe == Subscribe(
+        action="subscribe",
+        resource_kind="Pod",
+        namespace="default",
+        label_selector="app=myapp",
+        subscription_id="sub-123",
+    )
+    assert messages.parse('{"action":"unsubscribe","subscription_id":"sub-123"}') == Unsubscribe(
+        action="unsubscribe", subscription_id="sub-123"
+    )
+    init = messages.parse(
+        '{"action":"init","namespace":"default","pod_name":"debug-pod","container":"app","shell":"/bin/bash",'
+        '"rows":24,"cols":80}'
+    )
+    assert isinstance(init, ShellInit) and (init.pod_name, init.shell, init.rows, init.cols) == (
+        "debug-pod",
+        "/bin/bash",
+        24,
+        80,
+    )
+    # API Gateway's `shell` route form of the same message
+    assert messages.parse('{"action":"shell","type":"init","namespace":"d","pod_name":"p"}') == ShellInit(
+        namespace="d", pod_name="p"
+    )
+    assert messages.parse('{"type":"input","data":"ls -la\\n"}') == ShellCommand("input", data="ls -la\n")
+    assert messages.parse('{"type":"input","data":"  padded  "}') == ShellCommand("input", data="  padded  ")
+    assert messages.parse('{"type":"resize","rows":30,"cols":120}') == ShellCommand(
+        "resize", rows=30, cols=120
+    )
+    logs = messages.parse('{"action":"logs","namespace":"n","pod_name":"p"}')
+    assert isinstance(logs, Logs) and (logs.tail_lines, logs.timestamps, logs.follow) == (100, True, True)
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "detail"),
+    [
+        ("{nope", "validation_failed", None),
+        ("[1, 2]", "validation_failed", None),
+        ('{"action": "teleport"}', "validation_failed", ("field", "action")),
+        ('{"type": "dance"}', "validation_failed", ("field", "type")),
+        ("{}", "missing_required_field", ("field", "action")),
+        ('{"action": "subscribe"}', "missing_required_field", ("field", "resource_kind")),
+        ('{"action": "unsubscribe", "subscription_id": "has space"}', "validation_failed", None),
+        (
+            '{"action": "logs", "namespace": "n", "pod_name": "p", "tail_lines": 10001}',
+            "validation_failed",
+            None,
+        ),
+        ('{"type": "resize", "rows": 0, "cols": 80}', "validation_failed", None),
+    ],
+)
+def test_malformed_messages_get_the_standard_codes(raw, code, detail):
+    with pytest.raises(KubiliticsError) as raised:
+        messages.parse(raw)
+    assert raised.value.code == code and raised.value.status == 400
+    if detail:
+        assert raised.value.details[detail[0]] == detail[1]
+
+
+def test_error_message_carries_the_standard_body():
+    error = KubiliticsError("Unknown Kubernetes kind: X", code="invalid_resource_kind", details={"kind": "X"})
+    sent = json.loads(messages.error_message(error, "req-1", "sub-9"))
+    assert sent["type"] == "ERROR" and sent["subscription_id"] == "sub-9" and sent["status"] == 400
+    assert {k: sent["error"][k] for k in ("error", "message", "details", "trace_id")} == {
+        "error": "invalid_resource_kind",
+        "message": "Unknown Kubernetes kind: X",
+        "details": {"kind": "X"},
+        "trace_id": "req-1",
+    }
+    update = json.loads(
+        messages.update_prefix("ADDED", "s") + messages.update_suffix('{"kind":"Pod"}', 1770733425.123)
+    )
+    assert update == {
+        "type": "ADDED",
+        "subscription_id": "s",
+        "resource": {"kind": "Pod"},
+        "timestamp": "2026-02-10T14:23:45.123Z",
+    }
+
+
+# ---- shell sessions -------------------------------------------------------------------------------
+
+
+class FakeTerminal:
+    """An exec session: what the shell prints is scripted; what the client types is recorded."""
+
+    def __init__(self) -> None:
+        self.frames: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self.written: list[bytes] = []
+        self.resizes: list[tuple[int, int]] = []
+        self.status: dict[str, Any] | None = None
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        if data == b"exit 7\n":
+            self.frames.put(("stdout", b"bye\r\n"))
+            self.status = {
+                "status": "Failure",
+                "details": {"causes": [{"reason": "ExitCode", "message": "7"}]},
+            }
+            self.frames.put(None)
+
+    def resize(self, rows: int, cols: int) -> None:
+        self.resizes.append((rows, cols))
+
+    def read(self, timeout: float) -> tuple[str, bytes] | None:
+        try:
+            frame = self.frames.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if frame is None:
+            self.frames.put(None)
+            raise EOFError
+        return frame
+
+    @property
+    def exit_code(self) -> int | None:
+        if self.status is None:
+            return None
+        return int(self.status["details"]["causes"][0]["message"])
+
+    def close(self) -> None:
+        self.closed = True
+        self.frames.put(None)
+
+
+@dataclass
+class FakeKube:
+    terminal: FakeTerminal = field(default_factory=FakeTerminal)
+    opened: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def open_terminal(self, context, namespace, pod, container, command, *, rows, cols):
+        self.opened.append((namespace, pod, container, tuple(command), rows, cols))
+        self.terminal.resize(rows, cols)
+        return self.terminal
+
+
+class ScriptedInputs:
+    def __init__(self, *commands: tuple[float, ShellCommand]):
+        self._commands = deque(commands)
+        self._start = time.monotonic()
+
+    def get(self, timeout: float) -> ShellCommand | None:
+        if self._commands and time.monotonic() - self._start >= self._commands[0][0]:
+            return self._commands.popleft()[1]
+        time.sleep(min(timeout, 0.02))
+        return None
+
+
+SPEC = ShellSpec("ctx", "default", "web-0", "app", "/bin/sh", 24, 80)
+
+
+def shell(inputs: ScriptedInputs, idle: float = 5, limit: float | None = None, alive: bool = True):
+    kube, sent = FakeKube(), []
+
+    def emit(message: str) -> bool:
+        sent.append(json.loads(message))
+        return alive
+
+    result = ShellSession(kube, object(), SPEC, emit, inputs, SystemClock(), idle, limit).run()
+    return result, sent, kube
+
+
+def test_input_and_resize_reach_the_exec_stream_and_the_exit_code_comes_back():
+    inputs = ScriptedInputs(
+        (0.0, ShellCommand("input", data="ls\n")),
+        (0.0, ShellCommand("resize", rows=30, cols=120)),
+        (0.05, ShellCommand("input", data="exit 7\n")),
+    )
+    (code, reason), sent, kube = shell(inputs)
+    assert (code, reason) == (7, None)
+    assert kube.opened == [("default", "web-0", "app", ("/bin/sh",), 24, 80)]
+    assert kube.terminal.written == [b"ls\n", b"exit 7\n"] and kube.terminal.resizes == [(24, 80), (30, 120)]
+    assert sent == [{"type": "output", "channel": "stdout", "data": "bye\r\n"}]  # `exit` is the worker's
+
+
+def test_an_idle_session_ends():
+    started = time.monotonic()
+    (code, reason), sent, kube = shell(ScriptedInputs(), idle=0.3)
+    assert (code, reason) == (None, "idle_timeout") and 0.3 <= time.monotonic() - started < 2
+    assert sent == [] and kube.terminal.closed
+
+
+def test_a_session_ends_at_its_time_limit_and_when_the_client_leaves():
+    typing = ScriptedInputs(*((i * 0.05, ShellCommand("input", data="x")) for i in range(100)))
+    (_, reason), _, _ = shell(typing, idle=5, limit=0.3)
+    assert reason == "session_limit"
+    (_, reason), _, _ = shell(ScriptedInputs((0.0, ShellCommand("close"))))
+    assert reason == "client_disconnected"
+
+
+# ---- session input order --------------------------------------------------------------------------
+
+
+class SlowQueue:
+    """A session queue whose writes become visible out of order (two Lambda instances racing)."""
+
+    def __init__(self) -> None:
+        self.visible: dict[int, dict[str, Any]] = {}
+
+    def read(self, session_id: str, after: int) -> list[tuple[int, dict[str, Any]]]:
+        return sorted((seq, c) for seq, c in self.visible.items() if seq > after)
+
+
+def test_queued_input_waits_for_a_missing_number_then_keeps_order():
+    store = SlowQueue()
+    inputs = QueuedInputs(store, "sh-1", SystemClock(), fast_poll=0.01, gap_seconds=0.5)  # type: ignore[arg-type]
+    store.visible[2] = {"type": "input", "data": "b"}
+    assert inputs.get(timeout=0.1) is None  # 1 is still being written: 2 waits
+    store.visible[1] = {"type": "input", "data": "a"}
+    assert [inputs.get(0.1), inputs.get(0.1)] == [ShellCommand("input", "a"), ShellCommand("input", "b")]
+    store.visible[4] = {"type": "input", "data": "d"}  # 3 never arrives
+    assert inputs.get(timeout=0.2) is None
+    assert inputs.get(timeout=1.0) == ShellCommand("input", "d")
+
+
+# ---- the relay: 410 Gone and resync ---------------------------------------------------------------
+
+
+def pod(name: str, rv: int) -> dict[str, Any]:
+    return {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {"name": name, "uid": f"uid-{name}", "resourceVersion": str(rv)},
+    }
+
+
+def line(kind: str, obj: dict[str, Any]) -> str:
+    return json.dumps({"type": kind, "object": obj})
+
+
+class ScriptedStream:
+    def __init__(self, lines: list[str], hold: bool):
+        self._lines, self._hold, self._closed = lines, hold, threading.Event()
+
+    def open(self) -> None:
+        pass
+
+    def __iter__(self):
+        yield from self._lines
+        if self._hold:
+            self._closed.wait()
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+@dataclass(frozen=True)
+class PodType:
+    group: str = ""
+    version: str = "v1"
+    kind: str = "Pod"
+    plural: str = "pods"
+    namespaced: bool = True
+    verbs: tuple[str, ...] = ("list", "watch")
+
+    def path(self, namespace: str | None = None) -> str:
+        return f"/api/v1/namespaces/{namespace}/pods"
+
+
+class ScriptedKube:
+    """Lists at exact resourceVersions and a sequence of watch streams, as an API server would serve."""
+
+    def __init__(
+        self,
+        exact: dict[str, list[dict[str, Any]]],
+        current: tuple[str, list[dict[str, Any]]],
+        watches: list[list[str]],
+    ):
+        self.exact, self.current, self.watches = exact, current, deque(watches)
+        self.watched_from: list[str] = []
+
+    def resource_types(self, context: Any) -> list[PodType]:
+        return [PodType()]
+
+    def resource_type(self, context: Any, kind: str) -> PodType:
+        return PodType()
+
+    def list_objects(self, context, rtype, *, namespace=None, label_selector=None, limit=None, **_: Any):
+        return {"metadata": {"resourceVersion": "100"}, "items": []}
+
+    def get_path(self, context: Any, path: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
+        if params.get("resourceVersionMatch") == "Exact":
+            return {
+                "metadata": {"resourceVersion": params["resourceVersion"]},
+                "items": self.exact[params["resourceVersion"]],
+            }
+        return {"metadata": {"resourceVersion": self.current[0]}, "items": self.current[1]}
+
+    def watch_objects(self, context, rtype, *, namespace, label_selector, resource_version, timeout_seconds):
+        self.watched_from.append(resource_version)
+        return ScriptedStream(self.watches.popleft() if self.watches else [], hold=not self.watches)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def post(self, connection_id: str, message: str) -> bool:
+        self.sent.append((connection_id, json.loads(message)))
+        return True
+
+    def close(self, connection_id: str) -> None:
+        pass
+
+
+def test_a_watch_that_expires_is_resumed_by_a_list_and_what_changed_is_sent_once(aws):
+    from kubilitics.adapters.dynamodb import DynamoRealtimeStore
+    from kubilitics.auth.tokens import Principal
+    from kubilitics.services.realtime_model import Connection
+    from kubilitics.services.watch import RelayOptions, Subscriptions, WatchRelay
+
+    store = DynamoRealtimeStore("kubilitics-connections")
+    kube = ScriptedKube(
+        exact={"100": [pod("a", 90), pod("b", 95), pod("c", 99)]},
+        current=("200", [pod("a", 150), pod("b", 95), pod("d", 180)]),
+        watches=[
+            [
+                line("MODIFIED", pod("a", 101)),
+                json.dumps({"type": "ERROR", "object": {"kind": "Status", "code": 410}}),
+            ],
+            [line("BOOKMARK", {"metadata": {"resourceVersion": "205"}}), line("ADDED", pod("e", 210))],
+        ],
+    )
+    principal = Principal("zoe", frozenset({"read"}), "user", "jti-1", int(time.time()) + 600)
+    connection = Connection.of("c-1", principal, "ctx", time.time())
+    store.put_connection(connection)
+    Subscriptions(store, kube, lambda name: type("Ctx", (), {"name": name})()).subscribe(  # type: ignore[arg-type]
+        connection,
+        Subscribe(action="subscribe", resource_kind="Pod", namespace="default", subscription_id="s"),
+    )
+    notifier = Recorder()
+    relay = WatchRelay(store, kube, lambda name: object(), notifier, SystemClock(), "relay-1", RelayOptions())  # type: ignore[arg-type]
+    report = relay.run(deadline=time.time() + 1.5)
+
+    received = [
+        (m["type"], m["resource"]["metadata"]["name"], m["resource"]["metadata"]["resourceVersion"])
+        for _, m in notifier.sent
+    ]
+    assert received == [
+        ("MODIFIED", "a", "101"),
+        ("MODIFIED", "a", "150"),  # the resync: changed since the watch last saw it
+        ("ADDED", "d", "180"),  # new
+        ("DELETED", "c", "99"),  # gone, sent as last known
+        ("ADDED", "e", "210"),
+    ]
+    assert kube.watched_from == ["100", "200"] and report["resyncs"] == 1
+    assert store.get_set(store.list_sets()[0].key).checkpoint_rv == "210"
