@@ -44,7 +44,7 @@ bench: setup
 
 ## evals: apply every diagnosis scenario to the test cluster and print accuracy per category
 evals: setup testbed-up
-	$(BIN)/python -m tests.evals.run
+	$(BIN)/python -m tests.evals.run --api
 
 testbed-up:
 	bash scripts/testbed/up.sh

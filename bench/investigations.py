@@ -10,8 +10,9 @@ namespace of its own, then:
 - the LLM path: an AI key is stored (PUT /api/v1/ai/config) and the server talks to the fake Messages
   API (tests/fakes/messages_api.py), scripted to call one read-only tool and answer; for each target
   it prints what one investigation sends: characters (system, messages and tools of every request)
-  and input tokens as the fake server counts and reports them (1 token per 4 characters), next to
-  the size of the evidence gathered as JSON, i.e. what compaction saved.
+  and input tokens as the fake server counts and reports them (1 token per 4 characters), the size
+  of the first request (system prompt, tools, task and the compacted evidence), and the size of the
+  evidence gathered as JSON, i.e. what would be sent without compaction.
 
 Prints figures only: nothing here fails on a slow time.
 """
@@ -197,7 +198,8 @@ def llm_path(kubeconfig: Path, namespace: str, api: Api, base: str, token: str, 
     stored.raise_for_status()
     print("LLM path (fake Messages API; one read-only tool call, then the answer), sent per investigation:")
     print(
-        f"  {'target':<22} {'calls':>5} {'chars sent':>11} {'tokens':>7} {'evidence chars':>15} {'ratio':>6}"
+        f"  {'target':<22} {'calls':>5} {'chars sent':>11} {'tokens':>7} {'1st request':>12} "
+        f"{'evidence gathered':>18}"
     )
     for kind, name in TARGETS:
         fake.requests.clear()
@@ -210,8 +212,8 @@ def llm_path(kubeconfig: Path, namespace: str, api: Api, base: str, token: str, 
         chars = sum(r.prompt_chars for r in sent)
         tokens = item["analysis"]["llm"]["input_tokens"]  # the usage the fake server reported
         raw = evidence_chars(kubeconfig, namespace, kind, name)
-        target = f"{kind}/{name}"
-        print(f"  {target:<22} {len(sent):>5} {chars:>11,} {tokens:>7,} {raw:>15,} {raw / chars:>5.1f}x")
+        target, first = f"{kind}/{name}", sent[0].prompt_chars
+        print(f"  {target:<22} {len(sent):>5} {chars:>11,} {tokens:>7,} {first:>12,} {raw:>18,}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,6 +82,7 @@ class LocalServer:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        self.log.unlink(missing_ok=True)
 
 
 class Cluster:

@@ -318,6 +318,10 @@ class ConnectionNotifier(Protocol):
         """Send one text message; False when the connection is gone (API Gateway's 410)."""
         ...
 
+    def post_batch(self, connection_id: str, messages: list[str]) -> bool:
+        """Send several messages in order (one hand-off where the transport allows it)."""
+        ...
+
     def close(self, connection_id: str) -> None: ...
 
 
@@ -330,6 +334,10 @@ class RealtimeStore(Protocol):
     def put_connection(self, connection: Any) -> None: ...
 
     def get_connection(self, connection_id: str) -> Any: ...
+
+    def get_connections(self, connection_ids: list[str]) -> list[Any]:
+        """The registered ones among `connection_ids` (in batches: the relay checks many at once)."""
+        ...
 
     def delete_connection(self, connection_id: str) -> list[Any]:
         """Remove the connection, its subscriptions and pointers; returns the pointers it had."""

@@ -551,12 +551,12 @@ def test_events_for_scheduling(k8s_cluster: TestbedCluster, k8s_namespace: str) 
 
     wait_until(lambda: "Scheduled" in reasons("evented"), timeout=60, what="Scheduled event")
     wait_until(lambda: "FailedScheduling" in reasons("too-big"), timeout=60, what="FailedScheduling event")
-    msg = [
+    msg = next(
         e.message
         for e in v1.list_namespaced_event(
             ns, field_selector="involvedObject.name=too-big,reason=FailedScheduling"
         ).items
-    ][0]
+    )
     assert "Insufficient cpu" in msg
     # events.k8s.io/v1 serves the same events (read raw: old core events have no eventTime,
     # which the generated EventsV1Event model insists on).

@@ -13,7 +13,6 @@ import base64
 import json
 
 from kubernetes import client
-
 from kubilitics_testbed_cluster import TestbedCluster, wait_until  # loaded by conftest
 
 

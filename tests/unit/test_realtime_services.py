@@ -330,6 +330,9 @@ class Recorder:
         self.sent.append((connection_id, json.loads(message)))
         return True
 
+    def post_batch(self, connection_id: str, batch: list[str]) -> bool:
+        return all(self.post(connection_id, message) for message in batch)
+
     def close(self, connection_id: str) -> None:
         pass
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import jwt
 import pytest
-from pydantic import ValidationError
-
 from kubilitics import cli, container
 from kubilitics.config import DEVELOPMENT_JWT_SECRET, Settings
+from pydantic import ValidationError
 
 
 def test_production_refuses_to_start_without_a_jwt_secret(settings_env):

@@ -68,6 +68,10 @@ class ApiGatewayNotifier:
                 time.sleep(0.05 * 4**attempt)
         return True
 
+    def post_batch(self, connection_id: str, messages: list[str]) -> bool:
+        # One post_to_connection per message: API Gateway delivers each as its own WebSocket message.
+        return all(self.post(connection_id, message) for message in messages)
+
     def close(self, connection_id: str) -> None:
         try:
             self._management().delete_connection(ConnectionId=connection_id)

@@ -546,24 +546,34 @@ class DynamoRealtimeStore:
             raise _rt_database_error("Connection write", exc) from exc
 
     def get_connection(self, connection_id: str) -> Any:
+        item = self._get({"pk": _rt_s(f"conn#{connection_id}"), "sk": _rt_s("meta")})
+        return self._connection(item) if item else None
+
+    def get_connections(self, connection_ids: list[str]) -> list[Any]:
+        found: list[Any] = []
+        try:
+            for start in range(0, len(connection_ids), 100):
+                batch = connection_ids[start : start + 100]
+                keys = [{"pk": _rt_s(f"conn#{c}"), "sk": _rt_s("meta")} for c in batch]
+                request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+                for _ in range(5):
+                    page = client("dynamodb").batch_get_item(RequestItems=request)
+                    found += [
+                        self._connection(item) for item in page.get("Responses", {}).get(self._table, [])
+                    ]
+                    request = page.get("UnprocessedKeys") or {}
+                    if not request:
+                        break
+        except Exception as exc:
+            raise _rt_database_error("Connections read", exc) from exc
+        return found
+
+    @staticmethod
+    def _connection(item: dict[str, Any]) -> Any:
         from kubilitics.services.realtime_model import Connection
 
-        try:
-            item = (
-                client("dynamodb")
-                .get_item(
-                    TableName=self._table,
-                    Key={"pk": _rt_s(f"conn#{connection_id}"), "sk": _rt_s("meta")},
-                    ConsistentRead=True,
-                )
-                .get("Item")
-            )
-        except Exception as exc:
-            raise _rt_database_error("Connection read", exc) from exc
-        if not item:
-            return None
         return Connection(
-            connection_id=connection_id,
+            connection_id=(_rt_str(item, "pk") or "").removeprefix("conn#"),
             sub=_rt_str(item, "sub") or "",
             jti=_rt_str(item, "jti") or "",
             scopes=frozenset(s for s in (_rt_str(item, "scopes") or "").split(",") if s),

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubilitics.ai.evidence import Evidence
+from kubilitics.ai.findings import Citation
 from kubilitics.ai.kube_json import containers, event_count, event_last_seen, format_time, meta, name_of
 from kubilitics.ai.providers.base import AIRequest
 from kubilitics.ai.taxonomy import CATEGORIES, HEALTHY, UNKNOWN
@@ -30,6 +31,7 @@ MAX_EVENTS = 20
 MAX_LOG_TAILS = 6
 MAX_LOG_LINES = 5
 MAX_FINDINGS = 6
+MAX_PROBLEMS = 5
 
 TURNS = {"quick": 2, "standard": 4, "deep": 6}
 
@@ -64,7 +66,8 @@ def build_request(
         "rule_result": {
             "root_cause": diagnosis.get("root_cause"),
             "severity": diagnosis.get("severity"),
-            "evidence": diagnosis.get("evidence"),
+            # One line per citation (what kubectl would show), not the citation objects: a third of the size.
+            "evidence": [Citation.from_dict(c).describe() for c in diagnosis.get("evidence") or []],
             "other_findings": [
                 {k: f.get(k) for k in ("category", "summary", "confidence")}
                 for f in (diagnosis.get("findings") or [])[1:MAX_FINDINGS]
@@ -72,7 +75,7 @@ def build_request(
             "recommendations": [
                 {k: r.get(k) for k in ("action", "details")} for r in diagnosis.get("recommendations") or []
             ],
-            "unexplained_problems": diagnosis.get("problems") or [],
+            "unexplained_problems": (diagnosis.get("problems") or [])[:MAX_PROBLEMS],
         },
         "evidence_digest": compact_evidence(evidence) if evidence is not None else None,
     }
@@ -139,7 +142,7 @@ def compact_evidence(ev: Evidence) -> dict[str, Any]:
         for tail in ev.logs
         if tail.lines
     ][:MAX_LOG_TAILS]
-    return {
+    digest = {
         "target": {
             "ref": ev.target.key,
             "exists": bool(target),
@@ -152,6 +155,17 @@ def compact_evidence(ev: Evidence) -> dict[str, Any]:
         "logs": logs,
         "notes": ev.notes[:5],
     }
+    return _without_empty(digest)  # type: ignore[no-any-return]
+
+
+def _without_empty(value: Any) -> Any:
+    """Drop null, empty and false-by-default fields: every character is sent with every model turn."""
+    if isinstance(value, dict):
+        kept = {k: _without_empty(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in (None, [], {}, "")}
+    if isinstance(value, list):
+        return [_without_empty(v) for v in value]
+    return value
 
 
 def _status_digest(obj: dict[str, Any]) -> dict[str, Any] | None:

@@ -56,6 +56,9 @@ class LocalHub:
             self._sockets.pop(connection_id, None)
 
     def post(self, connection_id: str, message: str) -> bool:
+        return self.post_batch(connection_id, [message])
+
+    def post_batch(self, connection_id: str, messages: list[str]) -> bool:
         with self._lock:
             socket = self._sockets.get(connection_id)
         if socket is None or socket.closed:
@@ -65,7 +68,8 @@ class LocalHub:
             self.close(connection_id)
             return False
         try:
-            socket.loop.call_soon_threadsafe(socket.outbox.put_nowait, message)
+            # One hop to the event loop for the whole batch (the relay hands over a batch per connection).
+            socket.loop.call_soon_threadsafe(_put_all, socket.outbox, messages)
         except RuntimeError:  # the server's loop has stopped
             return False
         return True
@@ -77,6 +81,11 @@ class LocalHub:
             socket.closed = True
             with contextlib.suppress(RuntimeError):  # the server's loop has stopped
                 socket.loop.call_soon_threadsafe(socket.outbox.put_nowait, None)
+
+
+def _put_all(outbox: asyncio.Queue[str | None], messages: list[str]) -> None:
+    for message in messages:
+        outbox.put_nowait(message)
 
 
 @dataclass

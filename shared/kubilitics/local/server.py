@@ -137,6 +137,9 @@ async def serve(args: argparse.Namespace) -> None:
                 log_level=args.log_level,
                 ws_ping_interval=ping,
                 ws_ping_timeout=ping,
+                # Compressing each message costs both ends CPU and buys nothing on loopback, and the
+                # watch fan-out is CPU-bound (bench/websocket.py).
+                ws_per_message_deflate=False,
             )
         )
         for app, port in ((main_app, args.port), (ai_app, args.ai_port))

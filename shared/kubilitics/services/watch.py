@@ -614,7 +614,7 @@ class WatchRelay:
 
     def _post_all(self, connection_id: str, batch: list[str]) -> bool:
         """Post in order; False as soon as the connection turns out to be gone."""
-        return all(self._notifier.post(connection_id, message) for message in batch)
+        return self._notifier.post_batch(connection_id, batch)
 
     def _drop_connection(self, connection_id: str) -> None:
         """The client is gone (410): forget it here and remove its records."""
@@ -662,11 +662,12 @@ class WatchRelay:
         """A client that only listens sends nothing to be refused with: end it when its token is revoked."""
         if self._revoked is None:
             return
-        listening = {member[0] for active in self._sets.values() for member in active.cursors}
-        for connection_id in listening:
-            connection = self._store.get_connection(connection_id)
-            if connection is not None and self._revoked(connection.jti):
-                self._end_connection(connection_id, "token_revoked", "The bearer token has been revoked")
+        listening = sorted({member[0] for active in self._sets.values() for member in active.cursors})
+        for connection in self._store.get_connections(listening):
+            if self._revoked(connection.jti):
+                self._end_connection(
+                    connection.connection_id, "token_revoked", "The bearer token has been revoked"
+                )
 
     def _end_connection(self, connection_id: str, code: str, message: str) -> None:
         self._notifier.post(connection_id, messages.error_message(KubiliticsError(message, code=code), None))
