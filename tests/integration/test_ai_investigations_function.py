@@ -512,6 +512,7 @@ def test_the_task_handler_runs_each_step_from_its_event_payload(on_cluster, aws,
     """functions/investigation_tasks/app.py as the state machine calls it: each events/ payload, the
     whole updated state back; mark_failed records the failure the Catch passed on."""
     from kubilitics.container import get_container
+
     from tests.support import EVENTS, LambdaContext
 
     tasks = importlib.import_module("functions.investigation_tasks.app").handler

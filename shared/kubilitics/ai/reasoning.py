@@ -155,7 +155,8 @@ def compact_evidence(ev: Evidence) -> dict[str, Any]:
         "logs": logs,
         "notes": ev.notes[:5],
     }
-    return _without_empty(digest)  # type: ignore[no-any-return]
+    result: dict[str, Any] = _without_empty(digest)
+    return result
 
 
 def _without_empty(value: Any) -> Any:
