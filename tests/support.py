@@ -56,3 +56,13 @@ def with_query(event: dict[str, Any], **params: Any) -> dict[str, Any]:
     if not values:
         event.pop("queryStringParameters")
     return event
+
+
+def invoke(handler, event):
+    """Call a Lambda handler; (status, lower-cased headers, JSON body)."""
+    response = handler(event, LambdaContext())
+    return (
+        response["statusCode"],
+        {k.lower(): v for k, v in response["headers"].items()},
+        json.loads(response["body"]),
+    )

@@ -63,15 +63,6 @@ def ooming(k8s_cluster):
 
 
 @pytest.fixture()
-def on_cluster(settings_env, k8s_cluster):
-    from kubilitics import container
-
-    settings_env.setenv("KUBILITICS_KUBECONFIG", k8s_cluster.kubeconfig)
-    container.reset()
-    return k8s_cluster
-
-
-@pytest.fixture()
 def investigations(on_cluster, investigation_machine):
     return importlib.import_module("functions.ai_investigations.app").handler
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import LambdaContext, load_event, with_query
+from tests.support import invoke, load_event, with_query
 
 NAMESPACES = "cluster/list_namespaces.json"
 CONTEXTS = "cluster/list_contexts.json"
@@ -24,24 +24,6 @@ CONTEXTS = "cluster/list_contexts.json"
 @pytest.fixture()
 def handler(aws):
     return importlib.import_module("functions.cluster.app").handler
-
-
-@pytest.fixture()
-def on_cluster(settings_env, k8s_cluster):
-    from kubilitics import container
-
-    settings_env.setenv("KUBILITICS_KUBECONFIG", k8s_cluster.kubeconfig)
-    container.reset()
-    return k8s_cluster
-
-
-def invoke(handler, event):
-    response = handler(event, LambdaContext())
-    return (
-        response["statusCode"],
-        {k.lower(): v for k, v in response["headers"].items()},
-        json.loads(response["body"]),
-    )
 
 
 def expect_error(handler, event, status: int, code: str) -> dict:

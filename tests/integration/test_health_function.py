@@ -13,31 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import LambdaContext, cluster_name, load_event
+from tests.support import cluster_name, invoke, load_event
 
 
 @pytest.fixture()
 def handler(aws):
     module = importlib.import_module("functions.health.app")
     return module.handler
-
-
-@pytest.fixture()
-def on_cluster(settings_env, k8s_cluster):
-    from kubilitics import container
-
-    settings_env.setenv("KUBILITICS_KUBECONFIG", k8s_cluster.kubeconfig)
-    container.reset()
-    return k8s_cluster
-
-
-def invoke(handler, event):
-    response = handler(event, LambdaContext())
-    return (
-        response["statusCode"],
-        {k.lower(): v for k, v in response["headers"].items()},
-        json.loads(response["body"]),
-    )
 
 
 def test_health_is_healthy_with_database_and_cluster_reachable(aws, on_cluster, handler):

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from kubilitics_testbed_cluster import NAMESPACE_LABEL, wait_until
 
-from tests.support import LambdaContext, load_event, with_query
+from tests.support import invoke, load_event, with_query
 
 EVENTS = "observability/list_events.json"
 NODE_METRICS = "observability/get_node_metrics.json"
@@ -34,24 +34,6 @@ METRICS_WAIT_SECONDS = 150
 @pytest.fixture()
 def handler(aws):
     return importlib.import_module("functions.observability.app").handler
-
-
-@pytest.fixture()
-def on_cluster(settings_env, k8s_cluster):
-    from kubilitics import container
-
-    settings_env.setenv("KUBILITICS_KUBECONFIG", k8s_cluster.kubeconfig)
-    container.reset()
-    return k8s_cluster
-
-
-def invoke(handler, event):
-    response = handler(event, LambdaContext())
-    return (
-        response["statusCode"],
-        {k.lower(): v for k, v in response["headers"].items()},
-        json.loads(response["body"]),
-    )
 
 
 def call(handler, event_file: str, token: str, **query) -> dict:

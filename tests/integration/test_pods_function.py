@@ -42,15 +42,6 @@ def ns(k8s_cluster):
 
 
 @pytest.fixture()
-def on_cluster(settings_env, k8s_cluster):
-    from kubilitics import container
-
-    settings_env.setenv("KUBILITICS_KUBECONFIG", k8s_cluster.kubeconfig)
-    container.reset()
-    return k8s_cluster
-
-
-@pytest.fixture()
 def handler(aws, on_cluster):
     return importlib.import_module("functions.pods.app").handler
 

@@ -33,15 +33,6 @@ def handler(aws):
 
 
 @pytest.fixture()
-def on_cluster(settings_env, k8s_cluster):
-    from kubilitics import container
-
-    settings_env.setenv("KUBILITICS_KUBECONFIG", k8s_cluster.kubeconfig)
-    container.reset()
-    return k8s_cluster
-
-
-@pytest.fixture()
 def api(aws, on_cluster, handler, mint):
     """api(method, path, query=None, body=None, token=<read,write,delete>) -> (status, headers, body)."""
     default_token = mint(scopes=ALL_SCOPES)
