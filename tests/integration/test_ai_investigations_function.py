@@ -57,22 +57,20 @@ def crashing(k8s_cluster):
     k8s_cluster.kubectl(
         "create", "secret", "generic", "orders-db", "-n", ns, f"--from-literal=password={CANARY}"
     )
+    # Crash-looping, as a user would see it: exited with 1 and now in CrashLoopBackOff.
+    status = (
+        "{.status.containerStatuses[0].lastState.terminated.exitCode}"
+        "/{.status.containerStatuses[0].state.waiting.reason}"
+    )
     wait_for(
         lambda: (
-            "1"
-            in k8s_cluster.kubectl(
-                "get",
-                "pod",
-                "orders",
-                "-n",
-                ns,
-                "-o",
-                "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}",
-                check=False,
+            k8s_cluster.kubectl(
+                "get", "pod", "orders", "-n", ns, "-o", f"jsonpath={status}", check=False
             ).stdout
+            == "1/CrashLoopBackOff"
         ),
-        timeout=90,
-        what="the orders pod to crash",
+        timeout=120,
+        what="the orders pod to crash-loop",
     )
     yield ns
     delete_namespace(k8s_cluster, ns)
