@@ -258,10 +258,15 @@ def run_shell(
     send(
         ws, {"action": "init", "namespace": namespace, "pod_name": pod_name, "rows": 30, "cols": 100, **init}
     )
+    # Typed once the prompt is there, as a person would: a shell setting up its terminal may discard
+    # what was typed before (the test cluster's shells do, now and then).
+    messages = collect(ws, lambda ms: bool(ms), timeout=60)
+    if messages[-1]["type"] in ("ERROR", "exit"):
+        return "", messages[-1]
     send(ws, {"type": "input", "data": f"echo {word}\n"})
-    # Typed one line at a time, as a person would: the test cluster's exec drops what a process
-    # prints right before it exits, so `exit` goes only once the word is back.
-    messages = collect(
+    # One line at a time: the test cluster's exec drops what a process prints right before it exits,
+    # so `exit` goes only once the word is back.
+    messages += collect(
         ws, lambda ms: bool(ms) and (ms[-1]["type"] == "ERROR" or word in lines(ms)), timeout=60
     )
     if messages[-1]["type"] != "ERROR":
@@ -289,6 +294,7 @@ def test_shell_exit_code_resize_and_a_second_session_on_the_same_socket(
     k8s_cluster.kubectl("apply", "-f", "-", input=pod(k8s_namespace, "box"))
     with socket(local_server, local_server.admin_token, "/api/v1/shell") as ws:
         send(ws, {"action": "init", "namespace": k8s_namespace, "pod_name": "box", "container": "app"})
+        collect(ws, lambda ms: bool(ms) and ms[-1]["type"] == "output", timeout=60)  # the prompt
         send(ws, {"type": "resize", "rows": 42, "cols": 132})
         send(ws, {"type": "input", "data": "stty size\n"})
         collect(ws, lambda ms: "42 132" in lines(ms), timeout=60)
