@@ -327,7 +327,7 @@ def test_ten_shells_per_user_then_429_until_one_ends(local_server, k8s_cluster, 
             "reason": "exit_requested",
         }
         output, last = run_shell(sockets[10], k8s_namespace, "box", "eleventh")
-        assert last["exit_code"] == 0 and "eleventh" in output
+        assert last.get("exit_code") == 0 and "eleventh" in output, last
 
 
 # ---- live logs ------------------------------------------------------------------------------------
