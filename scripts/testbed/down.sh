@@ -8,6 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/versions.sh"
 
 export KWOK_WORKDIR="${TESTBED_STATE}/kwok"
+export KUBECONFIG="${TESTBED_STATE}/kwokctl-kubeconfig"  # as in up.sh: never the user's file
 # Do not tear down while an up.sh is starting the cluster.
 mkdir -p "${TESTBED_CACHE}"
 exec 8>"${TESTBED_CACHE}/up-$(printf %s "${TESTBED_STATE}" | cksum | cut -d" " -f1).lock"

@@ -12,6 +12,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/versions.sh"
 
 # kwokctl keeps each cluster (pids, certs, logs, etcd data) under $KWOK_WORKDIR/clusters/<name>.
 export KWOK_WORKDIR="${TESTBED_STATE}/kwok"
+# kwokctl adds its context to $KUBECONFIG (default ~/.kube/config); keep the user's file untouched.
+export KUBECONFIG="${TESTBED_STATE}/kwokctl-kubeconfig"
 CLUSTER_DIR="${KWOK_WORKDIR}/clusters/${TESTBED_CLUSTER}"
 KWOKCTL="${TESTBED_BIN}/kwokctl"
 KUBECTL="${TESTBED_BIN}/kubectl"
