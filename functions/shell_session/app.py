@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from kubilitics.container import get_container
+from kubilitics.lambda_handler import init_phase
 
-logger = Logger()
+with init_phase():
+    from aws_lambda_powertools import Logger
+    from kubilitics.container import get_container
+
+    logger = Logger()
 
 # Time kept back at the end of the invocation to say goodbye (exit / log_end) and clean up.
 END_MARGIN_SECONDS = 15

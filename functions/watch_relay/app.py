@@ -9,11 +9,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from kubilitics.container import get_container
-from kubilitics.services.watch import RelayOptions
+from kubilitics.lambda_handler import init_phase
 
-logger = Logger()
+with init_phase():
+    from aws_lambda_powertools import Logger
+    from kubilitics.container import get_container
+    from kubilitics.services.watch import RelayOptions
+
+    logger = Logger()
 
 
 @logger.inject_lambda_context(clear_state=True)

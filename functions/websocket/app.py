@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
-from kubilitics.auth.access import bearer_token
-from kubilitics.container import get_container
-from kubilitics.errors import KubiliticsError, error_body
-from kubilitics.services.chat import is_chat_message
+from kubilitics.lambda_handler import init_phase
 
-logger = Logger()
+with init_phase():
+    from aws_lambda_powertools import Logger
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
+    from kubilitics.auth.access import bearer_token
+    from kubilitics.container import get_container
+    from kubilitics.errors import KubiliticsError, error_body
+    from kubilitics.services.chat import is_chat_message
+
+    logger = Logger()
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from kubilitics.services.cluster import ClusterService
     from kubilitics.services.events import EventsService
     from kubilitics.services.insights import InsightScanner, InsightsService
-    from kubilitics.services.investigations import InvestigationService, InvestigationTasks
+    from kubilitics.services.investigation_tasks import InvestigationTasks
+    from kubilitics.services.investigations import InvestigationService
     from kubilitics.services.metrics import MetricsService
     from kubilitics.services.pods import PodService
     from kubilitics.services.realtime import RealtimeService
@@ -255,7 +256,7 @@ class Container:
 
     @cached_property
     def investigation_tasks(self) -> InvestigationTasks:
-        from kubilitics.services.investigations import InvestigationTasks, LlmReasoner
+        from kubilitics.services.investigation_tasks import InvestigationTasks, LlmReasoner
 
         def reasoner() -> LlmReasoner | None:
             # Read per step: a key stored with PUT /api/v1/ai/config applies to the next investigation.

@@ -1,13 +1,36 @@
-"""Wraps an ASGI app for API Gateway (HTTP API v2 and REST) with Mangum and Powertools logging."""
+"""Lambda entry points: the init phase of a function module, and the HTTP handler (Mangum+Powertools)."""
 
 from __future__ import annotations
 
-from typing import Any
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+@contextmanager
+def init_phase() -> Iterator[None]:
+    """Wraps a function module's imports: no garbage collection while they run.
+
+    What a cold start creates lives as long as the process, so collecting it while importing is
+    wasted work (about a tenth of a cold start). At the end those objects are frozen, out of the
+    collector's sight for good, and collection resumes for what the requests create.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def make_handler(app: FastAPI) -> Any:
+    """Wraps an ASGI app for API Gateway (HTTP API v2 and REST)."""
     from aws_lambda_powertools import Logger
     from mangum import Mangum
 

@@ -229,7 +229,7 @@ def test_five_running_investigations_per_user_at_most(handler, mint, crashing):
 def test_a_failing_step_marks_the_investigation_failed_and_frees_the_slot(
     handler, mint, crashing, settings_env
 ):
-    from kubilitics.services.investigations import InvestigationTasks
+    from kubilitics.services.investigation_tasks import InvestigationTasks
 
     def broken(self, investigation_id, state, event):
         raise RuntimeError("analyzer exploded")

@@ -13,21 +13,48 @@ def test_production_refuses_to_start_without_a_jwt_secret(settings_env):
     settings_env.delenv("KUBILITICS_JWT_SECRET")
     settings_env.setenv("KUBILITICS_ENV", "production")
     with pytest.raises(ValidationError, match="production needs KUBILITICS_JWT_SECRET"):
-        Settings()
+        Settings.from_env()
 
 
 def test_production_refuses_the_development_secret(settings_env):
     settings_env.setenv("KUBILITICS_ENV", "production")
     settings_env.setenv("KUBILITICS_JWT_SECRET", DEVELOPMENT_JWT_SECRET)
     with pytest.raises(ValidationError, match="development JWT secret is refused"):
-        Settings()
+        Settings.from_env()
 
 
 def test_production_rs256_needs_a_jwks_url(settings_env):
     settings_env.setenv("KUBILITICS_ENV", "production")
     settings_env.setenv("KUBILITICS_JWT_ALGORITHM", "RS256")
     with pytest.raises(ValidationError, match="RS256 needs KUBILITICS_JWKS_URL"):
-        Settings()
+        Settings.from_env()
+
+
+def test_settings_come_from_prefixed_variables_and_the_usual_aliases():
+    settings = Settings.from_env(
+        {
+            "kubilitics_kube_timeout_seconds": "3.5",  # names match whatever their case
+            "AWS_REGION": "eu-west-1",
+            "KUBECONFIG": "/tmp/a.yaml:/tmp/b.yaml",
+            "KUBILITICS_AI_MODEL_PRICES": '{"claude-x": {"input": 1.5, "output": 7.5}}',
+            "UNRELATED": "ignored",
+        }
+    )
+    assert settings.kube_timeout_seconds == 3.5
+    assert settings.region == "eu-west-1"
+    assert str(settings.kubeconfig_path) == "/tmp/a.yaml"
+    assert settings.ai_model_prices == {"claude-x": {"input": 1.5, "output": 7.5}}
+    assert (
+        Settings.from_env({"KUBILITICS_REGION": "ap-south-1", "AWS_REGION": "eu-west-1"}).region
+        == "ap-south-1"
+    )
+
+
+def test_settings_name_the_variable_that_is_wrong():
+    with pytest.raises(ValueError, match="KUBILITICS_AI_MODEL_PRICES is not valid JSON"):
+        Settings.from_env({"KUBILITICS_AI_MODEL_PRICES": "{not json"})
+    with pytest.raises(ValidationError, match="kube_timeout_seconds"):
+        Settings.from_env({"KUBILITICS_KUBE_TIMEOUT_SECONDS": "-1"})
 
 
 def test_jwt_secret_is_read_from_secrets_manager(aws, settings_env):

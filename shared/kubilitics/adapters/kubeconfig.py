@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kubilitics.errors import KubiliticsError
 
 
@@ -48,6 +46,8 @@ class Kubeconfig:
 
     @classmethod
     def from_yaml(cls, text: str, source: str) -> Kubeconfig:
+        import yaml  # deferred: functions that never read a kubeconfig (the AI ones) do not pay for it
+
         document = yaml.safe_load(text) or {}
         if not isinstance(document, dict):
             raise ValueError(f"{source} is not a kubeconfig document")

@@ -72,6 +72,54 @@ class ResourceType:
         return wanted in (self.kind.lower(), self.plural, self.singular, *self.short_names)
 
 
+_ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+def _builtin(
+    group_version: str, kind: str, plural: str, short: tuple[str, ...], namespaced: bool = True
+) -> ResourceType:
+    group, _, version = group_version.rpartition("/")
+    # Namespaces are the one kind here that cannot be deleted as a collection.
+    verbs = tuple(v for v in _ALL_VERBS if not (kind == "Namespace" and v == "deletecollection"))
+    return ResourceType(group, version, kind, plural, kind.lower(), short, namespaced, verbs)
+
+
+# GA kinds that every supported Kubernetes version serves exactly so (checked against discovery by
+# tests/integration/test_kubernetes_gateway.py). A cold start resolves them without discovery, which
+# costs a request to /apis and one per API group (~200 ms); any other name goes through discovery.
+BUILTIN_TYPES = (
+    _builtin("v1", "Pod", "pods", ("po",)),
+    _builtin("v1", "Service", "services", ("svc",)),
+    _builtin("v1", "ConfigMap", "configmaps", ("cm",)),
+    _builtin("v1", "Secret", "secrets", ()),
+    _builtin("v1", "Namespace", "namespaces", ("ns",), namespaced=False),
+    _builtin("v1", "Node", "nodes", ("no",), namespaced=False),
+    _builtin("v1", "PersistentVolumeClaim", "persistentvolumeclaims", ("pvc",)),
+    _builtin("v1", "PersistentVolume", "persistentvolumes", ("pv",), namespaced=False),
+    _builtin("v1", "ServiceAccount", "serviceaccounts", ("sa",)),
+    _builtin("v1", "Event", "events", ("ev",)),
+    _builtin("v1", "ResourceQuota", "resourcequotas", ("quota",)),
+    _builtin("v1", "LimitRange", "limitranges", ("limits",)),
+    _builtin("apps/v1", "Deployment", "deployments", ("deploy",)),
+    _builtin("apps/v1", "StatefulSet", "statefulsets", ("sts",)),
+    _builtin("apps/v1", "DaemonSet", "daemonsets", ("ds",)),
+    _builtin("apps/v1", "ReplicaSet", "replicasets", ("rs",)),
+    _builtin("batch/v1", "Job", "jobs", ()),
+    _builtin("batch/v1", "CronJob", "cronjobs", ("cj",)),
+    _builtin("networking.k8s.io/v1", "Ingress", "ingresses", ("ing",)),
+    _builtin("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", ("netpol",)),
+    _builtin("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", ("hpa",)),
+    _builtin("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", ("pdb",)),
+    _builtin("rbac.authorization.k8s.io/v1", "Role", "roles", ()),
+    _builtin("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", ()),
+    _builtin("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", (), namespaced=False),
+    _builtin(
+        "rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", (), namespaced=False
+    ),
+    _builtin("storage.k8s.io/v1", "StorageClass", "storageclasses", ("sc",), namespaced=False),
+)
+
+
 @dataclass(frozen=True)
 class ExecResult:
     exit_code: int
@@ -141,6 +189,12 @@ class KubernetesGateway:
 
     def resource_type(self, context: ContextConfig, kind: str) -> ResourceType:
         """The kind by name, plural or short name (case-insensitive); 400 invalid_resource_kind."""
+        with self._lock:
+            discovered = context.name in self._discovery
+        if not discovered:
+            builtin = next((t for t in BUILTIN_TYPES if t.matches(kind)), None)
+            if builtin:
+                return builtin
         for max_age in (DISCOVERY_TTL_SECONDS, DISCOVERY_REFRESH_AFTER_SECONDS):
             found = next((t for t in self.resource_types(context, max_age=max_age) if t.matches(kind)), None)
             if found:
