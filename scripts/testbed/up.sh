@@ -97,6 +97,17 @@ ensure_nodesim() {
   tb_log "nodesim started (pid $(cat "$pidfile"), log ${TESTBED_STATE}/logs/nodesim.log)"
 }
 
+# metrics-server exits at once when it starts before the API server answers, which happens when
+# kwokctl restarts a stopped cluster (every component at once). `kwokctl start cluster` on a running
+# cluster starts only the components that are not running: run it again once the API answers.
+ensure_metrics() {
+  local metrics=(kc wait --for=condition=Available apiservice/v1beta1.metrics.k8s.io)
+  "${metrics[@]}" --timeout=20s >/dev/null 2>&1 && return 0
+  tb_log "metrics.k8s.io is not available; starting the components that are not running"
+  "${KWOKCTL}" start cluster --name "${TESTBED_CLUSTER}" --timeout 60s </dev/null >/dev/null 2>&1 8>&- || true
+  wait_for "metrics.k8s.io available" "${WAIT_TIMEOUT}" "${metrics[@]}" --timeout=5s
+}
+
 T0=$SECONDS
 mkdir -p "${TESTBED_STATE}" "${TESTBED_CACHE}"
 # One up.sh at a time (pytest sessions and make may start it together). Every long-lived
@@ -108,6 +119,7 @@ fi
 
 if answers; then
   ensure_nodesim
+  ensure_metrics
   tb_log "cluster ${TESTBED_CLUSTER} already running; reusing it (kubeconfig: ${TESTBED_KUBECONFIG})"
   exit 0
 fi
@@ -122,6 +134,7 @@ if [[ -d "${CLUSTER_DIR}" ]]; then
     write_kubeconfig && answers; then
     seed_cluster
     ensure_nodesim
+    ensure_metrics
     tb_log "cluster restarted in $((SECONDS - T0))s; kubeconfig: ${TESTBED_KUBECONFIG} (context ${TESTBED_CONTEXT})"
     exit 0
   fi

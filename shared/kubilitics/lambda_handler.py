@@ -34,6 +34,8 @@ def make_handler(app: FastAPI) -> Any:
     from aws_lambda_powertools import Logger
     from mangum import Mangum
 
+    from kubilitics.api.blocking import inline_blocking_calls
+
     logger = Logger()
     asgi = Mangum(app, lifespan="off")
 
@@ -42,6 +44,7 @@ def make_handler(app: FastAPI) -> Any:
         headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
         if "x-request-id" in headers:
             logger.set_correlation_id(headers["x-request-id"])
-        return asgi(event, context)
+        with inline_blocking_calls():  # one request at a time: no thread hops (api/blocking.py)
+            return asgi(event, context)
 
     return handler

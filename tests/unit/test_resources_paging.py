@@ -54,7 +54,9 @@ class FakeKube:
             o for o in self.objects if not kw["label_selector"] or o["metadata"]["labels"]["odd"] == "1"
         ]
         start = int(kw["continue_token"] or 0)
-        size = kw["limit"] - 1 if self.short_pages and kw["limit"] > 1 else kw["limit"]
+        size = kw["limit"] or len(selected)  # no limit: everything, in one answer
+        if self.short_pages and kw["limit"] and size > 1:
+            size -= 1
         chunk = selected[start : start + size]
         metadata: dict[str, Any] = {"resourceVersion": "7"}
         if start + size < len(selected):
@@ -155,6 +157,17 @@ def test_skipping_and_counting_use_rows_not_objects():
     assert names(body) == ["cm-0009", "cm-0011", "cm-0013", "cm-0015", "cm-0017"]
     assert body["total_count"] == 15
     assert [(c["rows_only"], c["limit"]) for c in kube.calls] == [(True, 4), (False, 5), (True, 5000)]
+
+
+def test_with_a_selector_the_first_page_is_counted_by_one_unpaged_rows_call():
+    kube = FakeKube(objects(30))
+    body = ResourcesService(kube).list_page(
+        None, "ConfigMap", ListQuery(namespace="ns", label_selector="odd=1", limit=5)
+    )
+    assert names(body) == ["cm-0001", "cm-0003", "cm-0005", "cm-0007", "cm-0009"]
+    assert (body["total_count"], body["page"]["has_more"]) == (15, True)
+    # The page and the count run at the same time: their order is not fixed.
+    assert sorted((c["rows_only"], c["limit"] or 0) for c in kube.calls) == [(False, 5), (True, 0)]
 
 
 def test_without_selectors_the_remaining_count_saves_the_counting_call():

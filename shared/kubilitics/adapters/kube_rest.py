@@ -1,7 +1,8 @@
 """A small REST client for the Kubernetes API: raw JSON over urllib3, TLS and credentials from kubeconfig.
 
 Used where a response is read as plain JSON (health, version, large lists): it skips the official
-client's model deserialization, which costs ~10x `json.loads` on big lists.
+client's model deserialization, which costs ~10x `json.loads` on big lists (and orjson parses
+in about half the time of `json.loads`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 import urllib3
 
 from kubilitics.adapters.eks import EksTokenSource, eks_cluster_from_exec
@@ -114,7 +116,7 @@ class KubeRestClient:
         return response
 
     def json(self, method: str, path: str, *, timeout: float, **kwargs: Any) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads(self.request(method, path, timeout=timeout, **kwargs).data)
+        result: dict[str, Any] = orjson.loads(self.request(method, path, timeout=timeout, **kwargs).data)
         return result
 
     def get_json(self, path: str, *, timeout: float, params: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -76,6 +76,11 @@ class KubeconfigSource:
         self._loaded: Kubeconfig | None = None
         self._lock = threading.Lock()
 
+    @property
+    def loaded(self) -> bool:
+        """Whether `get()` answers without reading a file or a secret."""
+        return self._loaded is not None
+
     def get(self) -> Kubeconfig:
         with self._lock:
             if self._loaded is None:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, FastAPI
 from kubilitics import API_VERSION
 from kubilitics.api.errors import install_error_handlers
 from kubilitics.api.middleware import RequestContextMiddleware
+from kubilitics.api.responses import JSONResponse
 from kubilitics.config import get_settings
 
 
@@ -18,6 +19,7 @@ def create_app(*routers: APIRouter, title: str = "Kubilitics API") -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         openapi_url="/openapi.json",
+        default_response_class=JSONResponse,
     )
     for router in routers:
         app.include_router(router)

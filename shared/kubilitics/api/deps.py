@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from kubilitics.adapters.kubeconfig import ContextConfig
+from kubilitics.api.blocking import run_blocking
 from kubilitics.api.middleware import rate_limit_error
-from kubilitics.auth.access import authenticate_token, require_scope, resolve_context
+from kubilitics.auth.access import decode_bearer, require_scope, resolve_context, revoked_error
 from kubilitics.auth.tokens import Principal
 from kubilitics.container import Container, get_container
 
@@ -30,12 +31,19 @@ async def container() -> Container:
 Services = Annotated[Container, Depends(container)]
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     services: Services,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    principal = authenticate_token(services, credentials.credentials if credentials else None)
+    # As auth.access.authenticate_token, without blocking the loop: the store is read only when the
+    # revocation cache has no fresh answer for this token.
+    principal = decode_bearer(services, credentials.credentials if credentials else None)
+    revoked = services.revocations.cached(principal.jti)
+    if revoked is None:
+        revoked = await run_blocking(services.revocations.is_revoked, principal.jti)
+    if revoked:
+        raise revoked_error()
     request.state.principal = principal
     return principal
 
@@ -50,9 +58,9 @@ def require(scope: str | None, category: str | None = None) -> Callable[..., Awa
         if scope is not None:
             require_scope(principal, scope)
         if category is not None:
-            pending = asyncio.ensure_future(
-                run_in_threadpool(services.rate_limiter.hit, principal, category, _operation(request))
-            )
+            # Submitted to a thread now, not when the loop next gets control: a route may block it.
+            hit = functools.partial(services.rate_limiter.hit, principal, category, _operation(request))
+            pending = asyncio.get_running_loop().run_in_executor(None, hit)
             if category in OVERLAPPING_CATEGORIES:
                 request.scope["state"]["rate_limit_pending"] = pending
             else:
@@ -71,13 +79,16 @@ def _operation(request: Request) -> str:
     return f"{request.method} {getattr(route, 'path', request.url.path)}"
 
 
-def kube_context(
+async def kube_context(
     principal: CurrentPrincipal,
     services: Services,
     x_kubeconfig_context: Annotated[str | None, Header(max_length=253)] = None,
 ) -> ContextConfig:
     """The kubeconfig context for this request; a token bound to a cluster reaches only that one."""
-    context: ContextConfig = resolve_context(services, principal, x_kubeconfig_context)
+    if services.kubeconfig.loaded:  # read once per process (a file, or Secrets Manager)
+        context: ContextConfig = resolve_context(services, principal, x_kubeconfig_context)
+    else:
+        context = await run_blocking(resolve_context, services, principal, x_kubeconfig_context)
     return context
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kubilitics.api.responses import JSONResponse
 from kubilitics.errors import ERROR_STATUS, KubiliticsError, error_body
 
 log = logging.getLogger(__name__)

@@ -30,12 +30,22 @@ class AuthServices(Protocol):
 
 def authenticate_token(services: AuthServices, token: str | None) -> Principal:
     """The principal of a bearer token; 401 unauthorized / token_expired / token_revoked otherwise."""
+    principal = decode_bearer(services, token)
+    if services.revocations.is_revoked(principal.jti):
+        raise revoked_error()
+    return principal
+
+
+def decode_bearer(services: AuthServices, token: str | None) -> Principal:
+    """The token's principal if it is well signed and current (revocation is not checked here)."""
     if not token:
         raise Unauthorized("Missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     principal: Principal = services.token_codec.decode(token, now=services.clock.now())
-    if services.revocations.is_revoked(principal.jti):
-        raise KubiliticsError("The bearer token has been revoked", code="token_revoked")
     return principal
+
+
+def revoked_error() -> KubiliticsError:
+    return KubiliticsError("The bearer token has been revoked", code="token_revoked")
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -20,13 +20,20 @@ class RevocationList:
         self._revoked: set[str] = set()
         self._lock = threading.Lock()
 
-    def is_revoked(self, jti: str) -> bool:
-        now = self._clock.now()
+    def cached(self, jti: str) -> bool | None:
+        """The cached answer (True: revoked), or None when the store must be asked."""
         with self._lock:
             if jti in self._revoked:
                 return True
-            if self._not_revoked_until.get(jti, 0.0) > now:
+            if self._not_revoked_until.get(jti, 0.0) > self._clock.now():
                 return False
+        return None
+
+    def is_revoked(self, jti: str) -> bool:
+        cached = self.cached(jti)
+        if cached is not None:
+            return cached
+        now = self._clock.now()
         revoked = self._store.is_revoked(jti)
         with self._lock:
             if revoked:

@@ -10,10 +10,12 @@ object; it keeps only the best `offset + limit` of them while reading page by pa
 from __future__ import annotations
 
 import heapq
-import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from kubilitics.errors import KubernetesApiError, KubiliticsError
 from kubilitics.ports import KubernetesPort
@@ -49,6 +51,27 @@ class ListQuery:
 class Page:
     items: list[dict[str, Any]]
     total: int
+
+
+def _count_all(lister: Callable[..., dict[str, Any]]) -> int:
+    """Every matching object, in one unpaged call (the API server answers it from its cache)."""
+    return _rows(lister(limit=None, continue_token=None, rows_only=True))
+
+
+def _walk_rows(
+    lister: Callable[..., dict[str, Any]], token: str | None, most: int | None = None
+) -> tuple[int, str | None]:
+    """Rows from `token` on (at most `most`), one snapshot: (rows seen, continue token or None at the end)."""
+    seen = 0
+    while most is None or seen < most:
+        chunk = lister(
+            limit=min(most - seen, ROWS_PAGE) if most else ROWS_PAGE, continue_token=token, rows_only=True
+        )
+        seen += _rows(chunk)
+        token = chunk["metadata"].get("continue") or None
+        if token is None:
+            break
+    return seen, token
 
 
 def _rows(listed: dict[str, Any]) -> int:
@@ -91,7 +114,7 @@ class _Ranked:
     def __init__(self, key: tuple[str, ...], descending: bool):
         self.key = key
         self.descending = descending
-        self.text = ""
+        self.text = b""
 
     def __lt__(self, other: _Ranked) -> bool:
         # Keys are unique (they end with namespace and name), so there are no ties to break.
@@ -152,7 +175,7 @@ class ResourcesService:
             if query.sort_by or query.sort_order == "desc":
                 page = self._sorted(lister, query)
             else:
-                page = self._paged(lister, query.limit, query.offset)
+                page = self._paged(lister, query.limit, query.offset, selective=bool(labels or fields))
         except KubiliticsError as exc:
             raise self._selector_error(exc, labels, fields) from exc
         if page.total == 0 and namespace is not None:
@@ -191,35 +214,39 @@ class ResourcesService:
         return lister
 
     @staticmethod
-    def _paged(lister: Callable[..., dict[str, Any]], limit: int, offset: int) -> Page:
-        """API server order. Every call continues the first one's snapshot, so the count is exact."""
-        token: str | None = None
-        exhausted = False
-        skipped = 0
-        while skipped < offset and not exhausted:
-            chunk = lister(limit=min(offset - skipped, ROWS_PAGE), continue_token=token, rows_only=True)
-            skipped += _rows(chunk)
-            token = chunk["metadata"].get("continue")
-            exhausted = not token
-        items: list[dict[str, Any]] = []
-        remaining: int | None = None
-        # A server may answer with fewer objects than asked for and a continue token: ask again.
-        while len(items) < limit and not exhausted:
-            page = lister(limit=limit - len(items), continue_token=token)
-            items.extend(page["items"])
-            token = page["metadata"].get("continue")
-            remaining = page["metadata"].get("remainingItemCount")
-            exhausted = not token
-        after = 0
-        if not exhausted and remaining is not None:
-            after = int(remaining)  # given only for lists without selectors
-        else:
-            while not exhausted:
-                chunk = lister(limit=ROWS_PAGE, continue_token=token, rows_only=True)
-                after += _rows(chunk)
-                token = chunk["metadata"].get("continue")
-                exhausted = not token
-        return Page(items, skipped + len(items) + after)
+    def _paged(lister: Callable[..., dict[str, Any]], limit: int, offset: int, selective: bool) -> Page:
+        """API server order. Skipping continues the first call's snapshot, so offsets are exact.
+
+        Counting: without selectors the API server counts what follows a page (remainingItemCount).
+        With selectors it does not, so every matching row is listed, while the page is read, in one
+        call the server answers from its watch cache (a table without objects, ~100 bytes a row).
+        Continuing the page's snapshot instead would be read from etcd: ~10x slower on a big
+        namespace. That count is of the same moment as the page, not of the same snapshot.
+        """
+        pool = ThreadPoolExecutor(max_workers=1) if selective and offset == 0 else None
+        counting = pool.submit(_count_all, lister) if pool is not None else None
+        try:
+            skipped, token = _walk_rows(lister, None, most=offset) if offset else (0, "")
+            items: list[dict[str, Any]] = []
+            remaining: int | None = None
+            # A server may answer with fewer objects than asked for and a continue token: ask again.
+            while len(items) < limit and token is not None:
+                page = lister(limit=limit - len(items), continue_token=token or None)
+                items.extend(page["items"])
+                token = page["metadata"].get("continue") or None
+                remaining = page["metadata"].get("remainingItemCount")
+            if token is None:
+                total = skipped + len(items)
+            elif remaining is not None:
+                total = skipped + len(items) + int(remaining)
+            elif counting is not None:  # more follow (a continue token): at least one more
+                total = max(counting.result(), len(items) + 1)
+            else:
+                total = skipped + len(items) + _walk_rows(lister, token)[0]
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False)  # a count nobody needs (the page was all) is not waited for
+        return Page(items, total)
 
     @staticmethod
     def _sorted(lister: Callable[..., dict[str, Any]], query: ListQuery) -> Page:
@@ -237,17 +264,17 @@ class ResourcesService:
             for item in page["items"]:
                 ranked = _Ranked(key(item), descending)
                 if len(best) < keep:
-                    ranked.text = json.dumps(item, separators=(",", ":"))
+                    ranked.text = orjson.dumps(item)
                     heapq.heappush(best, ranked)
                 elif best[0] < ranked:
-                    ranked.text = json.dumps(item, separators=(",", ":"))
+                    ranked.text = orjson.dumps(item)
                     heapq.heapreplace(best, ranked)
             seen += len(page["items"])
             token = page["metadata"].get("continue")
             if not token:
                 break
         ordered = sorted(best, reverse=True)[query.offset :]
-        return Page([json.loads(ranked.text) for ranked in ordered], seen)
+        return Page([orjson.loads(ranked.text) for ranked in ordered], seen)
 
     @staticmethod
     def _selector_error(exc: KubiliticsError, labels: str | None, fields: str | None) -> KubiliticsError:

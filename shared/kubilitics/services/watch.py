@@ -522,7 +522,7 @@ class WatchRelay:
             active.watcher.stop()
         for active in self._sets.values():
             active.watcher.thread.join(timeout=2)
-        while self._pump(timeout=0):
+        while self._pump(timeout=0, in_loop=False):  # no refresh here: it could start watches again
             pass
         if self._fenced:
             return
@@ -535,7 +535,7 @@ class WatchRelay:
         self._sets.clear()
         self._store.release_lease(self.owner)
 
-    def _pump(self, timeout: float) -> bool:
+    def _pump(self, timeout: float, in_loop: bool = True) -> bool:
         """Deliver what the watches have read; False when there was nothing."""
         try:
             first = self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
@@ -547,6 +547,11 @@ class WatchRelay:
                 batch.append(self._events.get_nowait())
             except queue.Empty:
                 break
+        if in_loop and self._wake.is_set():
+            # A subscription changed in this process (its ack is already out): deliver to the members
+            # as they are now, or an unsubscribed client would still get these events.
+            self._wake.clear()
+            self._refresh()
         outbox: dict[str, list[str]] = {}
         for key, token, item in batch:
             active = self._sets.get(key)

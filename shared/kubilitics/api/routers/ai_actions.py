@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
+from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
 from kubilitics.auth.tokens import Principal
 
@@ -38,7 +38,7 @@ async def pending_actions(
     investigation_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    return await run_in_threadpool(
+    return await run_blocking(
         lambda: services.actions.list_pending(
             context.name, severity=severity, investigation_id=investigation_id, limit=limit
         )
@@ -56,7 +56,7 @@ async def approve_action(
     body: Annotated[ApproveBody | None, Body()] = None,
 ) -> dict[str, Any]:
     body = body or ApproveBody()
-    return await run_in_threadpool(
+    return await run_blocking(
         services.actions.approve, principal, action_id, body.approval_notes, body.require_verification
     )
 
@@ -68,6 +68,4 @@ async def reject_action(
     action_id: ActionId,
     body: Annotated[RejectBody | None, Body()] = None,
 ) -> dict[str, Any]:
-    return await run_in_threadpool(
-        services.actions.reject, principal, action_id, (body or RejectBody()).reason
-    )
+    return await run_blocking(services.actions.reject, principal, action_id, (body or RejectBody()).reason)

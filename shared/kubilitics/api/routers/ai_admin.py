@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query
-from starlette.concurrency import run_in_threadpool
 
+from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import Services, require
 from kubilitics.auth.tokens import Principal
 
@@ -18,7 +18,7 @@ router = APIRouter(tags=["ai"])
 async def ai_status(
     _: Annotated[Principal, Depends(require("read", "standard"))], services: Services
 ) -> dict[str, Any]:
-    return await run_in_threadpool(services.ai_admin.status)
+    return await run_blocking(services.ai_admin.status)
 
 
 @router.get("/api/v1/ai/config", summary="The AI configuration (admin)")
@@ -28,7 +28,7 @@ async def get_ai_config(
     def view() -> dict[str, Any]:
         return services.ai_config.view(services.anthropic_api_key())
 
-    return await run_in_threadpool(view)
+    return await run_blocking(view)
 
 
 @router.put("/api/v1/ai/config", summary="Change the AI configuration: a partial update (admin)")
@@ -39,7 +39,7 @@ async def put_ai_config(
         Any, Body(description="Any subset of the GET body; `llm_configuration.api_key` sets the key")
     ],
 ) -> dict[str, Any]:
-    return await run_in_threadpool(services.ai_config.update, body, services.anthropic_api_key, principal.sub)
+    return await run_blocking(services.ai_config.update, body, services.anthropic_api_key, principal.sub)
 
 
 @router.get("/api/v1/ai/usage", summary="LLM usage and the monthly budget")
@@ -50,9 +50,7 @@ async def ai_usage(
     group_by: Annotated[Literal["operation", "user", "namespace"] | None, Query()] = None,
 ) -> dict[str, Any]:
     # Per-user figures are usage details: admins only (reference section 15).
-    return await run_in_threadpool(
-        services.ai_admin.usage, time_period, group_by, principal.has_scope("admin")
-    )
+    return await run_blocking(services.ai_admin.usage, time_period, group_by, principal.has_scope("admin"))
 
 
 @router.get("/api/v1/ai/analytics/summary", summary="AI effectiveness and usage over a period")
@@ -61,4 +59,4 @@ async def ai_analytics_summary(
     services: Services,
     time_period: Annotated[Literal["24h", "7d", "30d", "90d"], Query()] = "7d",
 ) -> dict[str, Any]:
-    return await run_in_threadpool(services.analytics.summary, time_period)
+    return await run_blocking(services.analytics.summary, time_period)

@@ -15,9 +15,9 @@ import contextlib
 import uuid
 
 from fastapi import APIRouter, WebSocket
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
+from kubilitics.api.blocking import run_blocking
+from kubilitics.api.responses import JSONResponse
 from kubilitics.auth.access import authenticate_token, bearer_token, require_scope, resolve_context
 from kubilitics.container import get_container
 from kubilitics.errors import KubiliticsError, error_body
@@ -38,7 +38,7 @@ async def chat(websocket: WebSocket) -> None:
         return services.chat.open(principal, context.name)
 
     try:
-        session = await run_in_threadpool(start)
+        session = await run_blocking(start)
     except KubiliticsError as exc:
         await _refuse(websocket, exc, f"req-{uuid.uuid4().hex}")
         return
@@ -56,7 +56,7 @@ async def chat(websocket: WebSocket) -> None:
             if message["type"] == "websocket.disconnect":
                 return
             raw = message.get("text") if message.get("text") is not None else message.get("bytes")
-            reply = await run_in_threadpool(chat_service.answer, session, raw, f"req-{uuid.uuid4().hex}")
+            reply = await run_blocking(chat_service.answer, session, raw, f"req-{uuid.uuid4().hex}")
             try:
                 await websocket.send_text(reply.text)
                 if reply.close:
@@ -65,7 +65,7 @@ async def chat(websocket: WebSocket) -> None:
             except Exception:  # the client went away mid-answer
                 return
     finally:
-        await run_in_threadpool(chat_service.close, session)
+        await run_blocking(chat_service.close, session)
 
 
 async def _refuse(websocket: WebSocket, exc: KubiliticsError, trace_id: str) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query
-from starlette.concurrency import run_in_threadpool
 
+from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
 from kubilitics.auth.tokens import Principal
 
@@ -28,7 +28,7 @@ async def list_insights(
     ] = "active",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    return await run_in_threadpool(
+    return await run_blocking(
         services.insights.list,
         context.name,
         category=category,
@@ -46,4 +46,4 @@ async def dismiss_insight(
     insight_id: Annotated[str, Path(alias="id", min_length=1, max_length=128)],
     body: Annotated[Any, Body(description='{"reason": "acknowledged_wont_fix", "notes": "..."}')] = None,
 ) -> dict[str, Any]:
-    return await run_in_threadpool(services.insights.dismiss, insight_id, body, principal.sub)
+    return await run_blocking(services.insights.dismiss, insight_id, body, principal.sub)

@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
+from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
 from kubilitics.auth.tokens import Principal
 from kubilitics.services.investigations import InvestigationRequest
@@ -47,7 +47,7 @@ async def start_investigation(
         investigation_scope=body.investigation_scope,
         search_window_minutes=body.search_window_minutes,
     )
-    return await run_in_threadpool(services.investigations.start, principal, context, request)
+    return await run_blocking(services.investigations.start, principal, context, request)
 
 
 @router.get("/api/v1/ai/investigations", summary="Investigations of the cluster, with their results")
@@ -62,7 +62,7 @@ async def list_investigations(
     sort_by: Annotated[Literal["start_time", "completion_time", "severity"] | None, Query()] = None,
     include_findings: Annotated[bool, Query(description="Add root_cause, evidence and findings")] = False,
 ) -> dict[str, Any]:
-    return await run_in_threadpool(
+    return await run_blocking(
         lambda: services.investigations.list(
             context.name,
             status=status,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
+from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
+from kubilitics.api.responses import JSONResponse
 from kubilitics.auth.tokens import Principal
 
 router = APIRouter(tags=["cluster"])
@@ -23,7 +23,7 @@ async def list_namespaces(
     offset: Annotated[int, Query(ge=0, description="Pagination offset")] = 0,
     include_system: Annotated[bool, Query(description="Include kube-* and kwok namespaces")] = False,
 ) -> JSONResponse:
-    body = await run_in_threadpool(
+    body = await run_blocking(
         services.cluster.namespaces, context, limit=limit, offset=offset, include_system=include_system
     )
     return JSONResponse(body)
@@ -34,4 +34,4 @@ async def list_contexts(
     principal: Annotated[Principal, Depends(require(None, "standard"))],
     services: Services,
 ) -> JSONResponse:
-    return JSONResponse(await run_in_threadpool(services.cluster.contexts, principal.cluster_id))
+    return JSONResponse(await run_blocking(services.cluster.contexts, principal.cluster_id))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
+from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
+from kubilitics.api.responses import JSONResponse
 from kubilitics.auth.tokens import Principal
 
 router = APIRouter(tags=["observability"])
@@ -30,7 +30,7 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     sort_order: Literal["asc", "desc"] = "desc",
 ) -> JSONResponse:
-    body = await run_in_threadpool(
+    body = await run_blocking(
         services.events.list_events,
         context,
         now=services.clock.now(),
@@ -54,7 +54,7 @@ async def node_metrics(
     node_name: Name = None,
     sort_by: Literal["name", "cpu_usage", "memory_usage", "network"] = "name",
 ) -> JSONResponse:
-    body = await run_in_threadpool(
+    body = await run_blocking(
         services.metrics.nodes, context, now=services.clock.now(), node_name=node_name, sort_by=sort_by
     )
     return JSONResponse(body)
@@ -70,7 +70,7 @@ async def pod_metrics(
     sort_by: Literal["name", "cpu_usage", "memory_usage"] = "name",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
-    body = await run_in_threadpool(
+    body = await run_blocking(
         services.metrics.pods,
         context,
         now=services.clock.now(),
@@ -92,7 +92,7 @@ async def topology(
     include_metrics: bool = True,
     include_events: bool = False,
 ) -> JSONResponse:
-    body = await run_in_threadpool(
+    body = await run_blocking(
         services.topology.topology,
         context,
         now=services.clock.now(),

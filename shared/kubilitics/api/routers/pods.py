@@ -7,11 +7,12 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from starlette.concurrency import run_in_threadpool
 
+from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
+from kubilitics.api.responses import JSONResponse
 from kubilitics.api.sse import EventStream, wants_event_stream
 from kubilitics.auth.tokens import Principal
 from kubilitics.services.pods import MAX_EXEC_TIMEOUT_SECONDS, MAX_TAIL_LINES, ExecRequest, LogQuery
@@ -69,7 +70,7 @@ async def pod_logs(
     if follow and wants_event_stream(accept) and "aws.event" not in request.scope:
         return await _follow(request, principal, services, context, namespace, name, query)
     await _count_logs_request(request, principal, services)
-    text = await run_in_threadpool(services.pods.logs, context, namespace, name, query)
+    text = await run_blocking(services.pods.logs, context, namespace, name, query)
     return PlainTextResponse(text)
 
 
@@ -82,12 +83,12 @@ async def _follow(
     name: str,
     query: LogQuery,
 ) -> Response:
-    await run_in_threadpool(services.rate_limiter.acquire_slot, principal, "logs")
+    await run_blocking(services.rate_limiter.acquire_slot, principal, "logs")
     release = partial(services.rate_limiter.release_slot, principal.sub, "logs")
     try:
-        lines = await run_in_threadpool(services.pods.follow_logs, context, namespace, name, query)
+        lines = await run_blocking(services.pods.follow_logs, context, namespace, name, query)
     except BaseException:
-        await run_in_threadpool(release)
+        await run_blocking(release)
         raise
     ends_at = query.until_ns / 1e9 if query.until_ns is not None else None
     return EventStream(lines, release, trace_id=request.state.request_id, ends_at=ends_at)
@@ -150,7 +151,7 @@ async def pod_exec(
         working_dir=body.working_dir,
         environment=body.environment,
     )
-    result = await run_in_threadpool(services.pods.exec, context, namespace, name, exec_request)
+    result = await run_blocking(services.pods.exec, context, namespace, name, exec_request)
     return JSONResponse(result)
 
 

@@ -14,9 +14,9 @@ import contextlib
 import uuid
 
 from fastapi import APIRouter, WebSocket
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
+from kubilitics.api.blocking import run_blocking
+from kubilitics.api.responses import JSONResponse
 from kubilitics.auth.access import bearer_token
 from kubilitics.errors import KubiliticsError, error_body
 
@@ -38,13 +38,13 @@ async def shell(websocket: WebSocket) -> None:
 async def _serve(websocket: WebSocket) -> None:
     from kubilitics.local.realtime import get_local_realtime
 
-    realtime = await run_in_threadpool(get_local_realtime)
+    realtime = await run_blocking(get_local_realtime)
     trace_id = websocket.scope.get("state", {}).get("request_id") or f"req-{uuid.uuid4().hex}"
     token = websocket.query_params.get("token") or bearer_token(websocket.headers.get("authorization"))
     requested = websocket.headers.get("x-kubeconfig-context") or websocket.query_params.get("context")
     connection_id = f"local-{uuid.uuid4().hex}"
     try:
-        connection = await run_in_threadpool(realtime.service.connect, connection_id, token, requested)
+        connection = await run_blocking(realtime.service.connect, connection_id, token, requested)
     except KubiliticsError as exc:
         await _refuse(websocket, exc, trace_id)
         return
@@ -63,13 +63,13 @@ async def _serve(websocket: WebSocket) -> None:
                 break
             raw = message.get("text") if message.get("text") is not None else message.get("bytes")
             # One message at a time per connection: shell input keeps its order.
-            await run_in_threadpool(
+            await run_blocking(
                 realtime.service.handle, connection_id, connection, raw, f"req-{uuid.uuid4().hex}"
             )
     finally:
         realtime.hub.unregister(connection_id)
         sender.cancel()
-        await run_in_threadpool(realtime.service.disconnect, connection_id)
+        await run_blocking(realtime.service.disconnect, connection_id)
 
 
 async def _send(websocket: WebSocket, outbox: asyncio.Queue[str | None]) -> None:

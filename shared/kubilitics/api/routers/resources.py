@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
+from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
+from kubilitics.api.responses import JSONResponse
 from kubilitics.auth.tokens import Principal
 from kubilitics.services.resources import CLUSTER_SCOPED_NAMESPACE, DEFAULT_LIMIT, MAX_LIMIT, ListQuery
 
@@ -52,7 +52,7 @@ async def list_resources(
     sort_order: Annotated[Literal["asc", "desc"] | None, Query()] = None,
 ) -> JSONResponse:
     query = ListQuery(namespace, label_selector, field_selector, limit, offset, sort_by, sort_order)
-    return JSONResponse(await run_in_threadpool(services.resources.list_page, context, kind, query))
+    return JSONResponse(await run_blocking(services.resources.list_page, context, kind, query))
 
 
 @router.post("/{kind}", status_code=201, summary="Create an object (validate_only: server-side dry run)")
@@ -64,7 +64,7 @@ async def create_resource(
     services: Services,
     validate_only: Annotated[bool, Query(description="Dry run: 200 with the would-be object")] = False,
 ) -> JSONResponse:
-    created = await run_in_threadpool(
+    created = await run_blocking(
         lambda: services.resources.create(
             context,
             kind,
@@ -89,7 +89,7 @@ async def update_resource(
         Literal["replace", "merge_patch", "strategic_merge_patch"], Query()
     ] = "replace",
 ) -> JSONResponse:
-    updated = await run_in_threadpool(
+    updated = await run_blocking(
         lambda: services.resources.update(context, kind, namespace, name, body, strategy=patch_strategy)
     )
     return JSONResponse(updated)
@@ -108,7 +108,7 @@ async def delete_resource(
     ] = None,
     force: Annotated[bool, Query(description="Delete at once (grace period 0)")] = False,
 ) -> JSONResponse:
-    deleted = await run_in_threadpool(
+    deleted = await run_blocking(
         lambda: services.resources.delete(
             context, kind, namespace, name, grace_period_seconds=grace_period_seconds, force=force
         )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
+from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
+from kubilitics.api.responses import JSONResponse
 from kubilitics.services.system import RETRY_AFTER_SECONDS
 
 router = APIRouter(tags=["system"])
@@ -16,7 +16,7 @@ router = APIRouter(tags=["system"])
 
 @router.get("/health", summary="Service and dependency health (no authentication)")
 async def health(services: Services) -> JSONResponse:
-    healthy, body = await run_in_threadpool(services.system.health)
+    healthy, body = await run_blocking(services.system.health)
     headers = {} if healthy else {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return JSONResponse(body, status_code=200 if healthy else 503, headers=headers)
 
@@ -27,4 +27,4 @@ async def version(
     context: KubeContext,
     services: Services,
 ) -> dict[str, Any]:
-    return await run_in_threadpool(services.system.version, context.name)
+    return await run_blocking(services.system.version, context.name)
