@@ -158,8 +158,14 @@ options:
   - metrics-server
   # Behaviour objects are CRs, so tests and the harness can add per-pod logs/exec/usage at run time.
   enableCRDs: [Logs, ClusterLogs, Exec, ClusterExec, ResourceUsage, ClusterResourceUsage, Attach, ClusterAttach, PortForward, ClusterPortForward]
-  # A node whose kwok stops heartbeating turns NotReady within ~20s instead of 40s.
+  # A node whose kwok stops heartbeating turns NotReady within ~20s (upstream default 50s).
+  # kwokctl multiplies every heartbeat setting by heartbeatFactor (default 5: grace 1m40s, lease
+  # 200s), so it is pinned to 1. A 20s lease is renewed every 5s (kwok renews at 1/4 of it): four
+  # renewals per grace period, so a loaded machine does not make healthy nodes flap NotReady.
+  heartbeatFactor: 1
   kubeControllerManagerNodeMonitorGracePeriodMilliseconds: 20000
+  kubeControllerManagerNodeMonitorPeriodMilliseconds: 5000
+  nodeLeaseDurationSeconds: 20
 componentsPatches:
 # Compact etcd every minute (upstream default 5m) so a watch from an old resourceVersion gets
 # 410 Gone soon, as clients must handle on long-running clusters.
@@ -177,7 +183,11 @@ componentsPatches:
 EOF
 if [[ "${PODS_MODE}" == "nodesim" ]]; then
   # Only node stages: any stage given replaces kwok's defaults, so kwok leaves pods to nodesim.
+  # A stage of the same name in scripts/testbed/kwok-stages replaces kwok's (the heartbeat keeps
+  # the pressure conditions nodesim's eviction manager writes).
   for stage in "${TESTBED_CACHE}"/kwok-stages/*.yaml; do
+    own="${TESTBED_SCRIPTS}/kwok-stages/$(basename "$stage")"
+    [[ -f "$own" ]] && stage="$own"
     printf -- '---\n' >>"${CONFIG}"
     cat "$stage" >>"${CONFIG}"
   done
