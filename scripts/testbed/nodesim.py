@@ -57,6 +57,18 @@ log = logging.getLogger("nodesim")
 BACKOFF_SCALE = float(os.environ.get("NODESIM_BACKOFF_SCALE", "1"))  # <1 speeds up back-offs
 PULL_SECONDS = float(os.environ.get("NODESIM_PULL_SECONDS", "0.5"))
 MAX_BACKOFF = 300.0
+PAGE = 4096
+# Node-pressure eviction as the kubelet's eviction manager does it with its defaults: the hard
+# threshold memory.available<100Mi (no soft thresholds, no minimum reclaim).
+EVICTION_HARD_MEMORY = 100 * 1024**2
+# The kubelet re-evaluates every 10s (--housekeeping-interval); 1s here, so tests are quick.
+EVICTION_INTERVAL = 1.0
+# How long MemoryPressure stays True after the threshold was last met: the kubelet's
+# --eviction-pressure-transition-period is 5m; 30s by default here, so a scenario's node recovers
+# (and the ReplicaSet's replacement pod can land, grow and be evicted again) within a test run.
+PRESSURE_TRANSITION = float(os.environ.get("NODESIM_PRESSURE_TRANSITION", "30"))
+# Pods the kubelet never evicts: system-node-critical / system-cluster-critical priority.
+SYSTEM_CRITICAL_PRIORITY = 2_000_000_000
 DEFAULT_ARCHES = ["amd64", "arm64"]
 
 
@@ -359,6 +371,43 @@ def run_python(code: str) -> RunResult:
     return res
 
 
+def stress_options(args: list[str]) -> dict[str, str]:
+    """`stress` options as its getopt_long reads them (--vm 2, --vm-bytes=1G, -m 2, --help)."""
+    short = {"-c": "cpu", "-i": "io", "-m": "vm", "-d": "hdd", "-t": "timeout", "-?": "help"}
+    flags = {"help", "verbose", "quiet", "dry-run", "vm-keep"}
+    opts: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        name = short.get(a) or (a[2:] if a.startswith("--") else "")
+        value = ""
+        if "=" in name:
+            name, value = name.split("=", 1)
+        elif name and name not in flags and i + 1 < len(args):
+            i += 1
+            value = args[i]
+        if name:
+            opts[name] = value
+        i += 1
+    return opts
+
+
+def stress_bytes(text: str) -> float:
+    """stress's size suffixes: b, k, m, g are powers of 1024 (900M = 900Mi)."""
+    m = re.fullmatch(r"(\d+)([bBkKmMgG]?)", text.strip())
+    if not m:
+        return 256 * 1024**2
+    return int(m.group(1)) * {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
+
+
+def stress_seconds(text: str) -> float:
+    """stress --timeout N[smhdy]."""
+    m = re.fullmatch(r"(\d+)([smhdy]?)", text.strip())
+    if not m:
+        return 0.0
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "y": 31536000}[m.group(2)]
+
+
 # --------------------------------------------------------------------------- simulation state
 
 
@@ -375,6 +424,26 @@ class Plan:
     ports: list[int] = field(default_factory=list)
     http_paths: list[str] = field(default_factory=list)
     files: set[str] = field(default_factory=set)
+    # Memory that is filled over time (a stress worker touching its pages, a leak): it grows
+    # linearly from memory_from at grow_from to `memory` at grow_until.
+    memory_from: float = 0.0
+    grow_from: float = 0.0
+    grow_until: float = 0.0
+
+    def memory_at(self, t: float) -> float:
+        """Working set at time t, whole pages (what cAdvisor would report)."""
+        mem = self.memory
+        if self.grow_from <= t < self.grow_until:
+            mem = self.memory_from + (self.memory - self.memory_from) * (t - self.grow_from) / (
+                self.grow_until - self.grow_from)
+        elif t < self.grow_from:
+            mem = self.memory_from
+        return float(int(mem) // PAGE * PAGE)
+
+    def grow(self, start: float, to: float, seconds: float) -> None:
+        """From what it uses now, fill memory up to `to` bytes within `seconds`."""
+        self.memory_from, self.memory = self.memory, to
+        self.grow_from, self.grow_until = start, start + max(0.0, seconds)
 
 
 @dataclass
@@ -415,6 +484,54 @@ class PodSim:
     deleting: bool = False
     phase: str = "Pending"
     finished: bool = False
+    # Set when the kubelet ends the pod itself (eviction, admission rejection): the pod's
+    # status.reason / status.message and, for an eviction, its DisruptionTarget condition.
+    ended: dict | None = None
+
+
+@dataclass
+class NodeMemory:
+    """What the eviction manager knows about one node."""
+
+    pressure: bool | None = None  # MemoryPressure as last written; None: read it from the node
+    last_met: float = 0.0  # when memory.available was last seen below the threshold
+    check_at: float = 0.0  # when a check is queued (0: none)
+
+
+def format_bytes(n: float) -> str:
+    """A byte count as Kubernetes prints a BinarySI quantity: 921Mi, 943108Ki, 0."""
+    n = int(n)
+    for suffix, unit in (("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
+        if n and n % unit == 0:
+            return f"{n // unit}{suffix}"
+    return str(n)
+
+
+def pod_memory_request(pod: dict) -> float:
+    """The pod's memory request as the kubelet ranks by it: its containers' sum, or the largest
+    init container's if that is more."""
+    def req(c: dict) -> float:
+        return parse_quantity(((c.get("resources") or {}).get("requests") or {}).get("memory"))
+    spec = pod["spec"]
+    total = sum(req(c) for c in spec.get("containers") or [])
+    return max([total] + [req(c) for c in spec.get("initContainers") or []])
+
+
+def best_effort(pod: dict) -> bool:
+    """QoS class BestEffort: no container has any request or limit."""
+    spec = pod["spec"]
+    return not any((c.get("resources") or {}).get(k)
+                   for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+                   for k in ("requests", "limits"))
+
+
+def tolerates_memory_pressure(pod: dict) -> bool:
+    for t in pod["spec"].get("tolerations") or []:
+        key_ok = t.get("key") in (None, "", "node.kubernetes.io/memory-pressure") and (
+            t.get("key") or t.get("operator") == "Exists")
+        if key_ok and t.get("effect") in (None, "", "NoSchedule"):
+            return True
+    return False
 
 
 class NodeSim:
@@ -435,6 +552,8 @@ class NodeSim:
         self.events: dict[tuple, tuple[str, int, float]] = {}
         self.ip_used: set[str] = set()
         self.ip_next = 2
+        self.node_pods: dict[str, set[str]] = {}  # node name -> uids of its pods
+        self.node_memory: dict[str, NodeMemory] = {}
         self.stop = threading.Event()
 
     # ---- plumbing
@@ -457,8 +576,11 @@ class NodeSim:
             due: set[str] = set()
             while self.timers and self.timers[0][0] <= now:
                 due.add(heapq.heappop(self.timers)[1])
-            for uid in due:
-                self._reconcile_safe(uid)
+            for key in due:
+                if key.startswith("node/"):
+                    self._eviction_check_safe(key[len("node/"):])
+                else:
+                    self._reconcile_safe(key)
 
     def _watch_pods(self) -> None:
         selector = "spec.nodeName!="
@@ -501,6 +623,8 @@ class NodeSim:
     def _forget(self, uid: str) -> None:
         self.pods.pop(uid, None)
         sim = self.sims.pop(uid, None)
+        if sim:
+            self.node_pods.get(sim.node, set()).discard(uid)
         if sim and sim.ip:
             self.ip_used.discard(sim.ip)
         for key in [k for k in self.events if k[0] == uid]:
@@ -527,9 +651,9 @@ class NodeSim:
             self._schedule(uid, 5)
 
     # ---- API helpers
-    def node(self, name: str) -> dict:
+    def node(self, name: str, fresh: bool = False) -> dict:
         cached = self.node_cache.get(name)
-        if cached and cached[0] > time.time():
+        if cached and cached[0] > time.time() and not fresh:
             return cached[1]
         try:
             data = json.loads(self.v1.read_node(name, _preload_content=False).data)
@@ -621,6 +745,8 @@ class NodeSim:
         if sim.finished:
             return
         sim.phase = pod.get("status", {}).get("phase", "Pending")
+        if not (pod.get("status") or {}).get("containerStatuses") and not self._admit(pod, sim, now):
+            return
 
         volume_error = self._volume_error(pod)
         wake: list[float] = []
@@ -674,6 +800,9 @@ class NodeSim:
             c.restarts = prior.get(c.name, {}).get("restartCount", 0)
             sim.containers[c.name] = c
         self.sims[sim.uid] = sim
+        self.node_pods.setdefault(sim.node, set()).add(sim.uid)
+        if st.get("phase") in ("Succeeded", "Failed"):
+            sim.finished = True  # ended before nodesim (re)started: nothing runs any more
         return sim
 
     def _alloc_ip(self) -> str:
@@ -874,6 +1003,7 @@ class NodeSim:
         self.event(pod, "Normal", "Created", f"Created container: {c.name}", c.name, c.init)
         self.event(pod, "Normal", "Started", f"Started container {c.name}", c.name, c.init)
         self._write_log(sim, c, plan.lines, now, rotate=True)
+        self._check_node_soon(sim.node)
 
     def _plan(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, img: dict, env: dict,
               argv: list[str], now: float) -> Plan:
@@ -906,16 +1036,20 @@ class NodeSim:
                 plan.reason = "Completed" if result.code == 0 else "Error"
             plan.ports = []
         elif program == "stress":
-            args = " ".join(argv)
-            m = re.search(r"--vm-bytes\s+(\d+[kKmMgG]?)", args)
-            if m:
-                plan.memory = parse_quantity(m.group(1).upper().replace("K", "Ki").replace("M", "Mi").replace("G", "Gi"))
-            plan.lines = ["stress: info: [1] dispatching hogs: 0 cpu, 0 io, 1 vm, 0 hdd"]
-            t = re.search(r"--timeout\s+(\d+)", args)
-            if "--help" in args or "--vm" not in args:
+            opts = stress_options(argv[1:])
+            if "help" in opts or not (opts.get("vm") or opts.get("cpu") or opts.get("io") or opts.get("hdd")):
                 plan.lines, plan.exit_at, plan.code, plan.reason = ["`stress' imposes certain types of compute stress on your system"], now + 0.2, 0, "Completed"
-            elif t:
-                plan.exit_at = now + int(t.group(1))
+            else:
+                workers = {k: int(opts.get(k) or 0) for k in ("cpu", "io", "vm", "hdd")}
+                plan.lines = ["stress: info: [1] dispatching hogs: {cpu} cpu, {io} io, {vm} vm, {hdd} hdd".format(**workers)]
+                # Each vm worker keeps --vm-bytes (default 256M) allocated and touches its pages at
+                # the image's fill rate, so the working set grows over a second or two.
+                filled = workers["vm"] * stress_bytes(opts.get("vm-bytes") or "256M")
+                rate = parse_quantity(img.get("memory_fill_rate", "512Mi"))
+                plan.grow(now, plan.memory + filled, filled / rate if rate else 0)
+                plan.cpu = max(plan.cpu, workers["cpu"] + workers["vm"])
+                if opts.get("timeout"):
+                    plan.exit_at = now + stress_seconds(opts["timeout"])
         elif program == "exit":
             plan.lines = [fill(l) for l in img.get("logs") or []]
             plan.exit_at, plan.code = now + float(img.get("runtime", 1)), int(img.get("exit_code", 1))
@@ -927,16 +1061,19 @@ class NodeSim:
                 plan.exit_at, plan.code, plan.reason = now + 0.5, 1, "Error"
             else:
                 plan.lines = [fill(l) for l in img.get("logs") or []]
-        # Memory use above the container limit: the kernel OOM killer ends it (137).
+        if img.get("memory_peak") and program != "stress":  # a leak: grows to its peak
+            plan.grow(now, max(plan.memory, parse_quantity(img["memory_peak"])), float(img.get("peak_after", 1.5)))
+        # Memory use above the container limit: the kernel OOM killer ends it (137) when the
+        # working set reaches the limit.
         limit = parse_quantity(((cspec.get("resources") or {}).get("limits") or {}).get("memory"))
-        peak = max(plan.memory, parse_quantity(img.get("memory_peak")) if img.get("memory_peak") else 0)
-        if limit and peak > limit:
-            when = now + (float(img.get("peak_after", 1.5)) if img.get("memory_peak") else 1.5)
+        if limit and plan.memory > limit:
+            when = now + 1.5  # memory in use at start: the process dies as it starts up
+            if plan.grow_until > now and plan.memory_from < limit:
+                when = plan.grow_from + (plan.grow_until - plan.grow_from) * (limit - plan.memory_from) / (
+                    plan.memory - plan.memory_from)
             if plan.exit_at is None or when < plan.exit_at:
                 plan.exit_at, plan.code, plan.reason = when, 137, "OOMKilled"
-                plan.memory = limit
-        elif img.get("memory_peak"):
-            plan.memory = peak  # grows to its peak; reported once it gets there
+                plan.memory, plan.grow_until = limit, min(plan.grow_until, when)
         return plan
 
     def _run(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, now: float, wake: list[float]) -> None:
@@ -952,6 +1089,8 @@ class NodeSim:
             return
         if plan.exit_at is not None:
             wake.append(plan.exit_at)
+        if plan.grow_until > now:
+            wake.append(min(plan.grow_until, now + 1))  # report the growing working set each second
         # Probes, as the kubelet runs them.
         alive = self._probe(pod, sim, c, cspec, "startupProbe", now, wake)
         if alive is False:
@@ -1083,6 +1222,209 @@ class NodeSim:
                 raise
         sim.finished = True
 
+    # ---- the eviction manager (node-pressure eviction of memory)
+    def _check_node_soon(self, node: str, delay: float = 0.2) -> None:
+        """Queue an eviction check of the node unless one is already due sooner."""
+        mem = self.node_memory.setdefault(node, NodeMemory())
+        at = time.time() + delay
+        if mem.check_at and mem.check_at <= at:
+            return
+        mem.check_at = at
+        self._schedule("node/" + node, delay)
+
+    def _eviction_check_safe(self, node: str) -> None:
+        mem = self.node_memory.get(node)
+        if mem is None or not mem.check_at or mem.check_at > time.time() + 0.01:
+            return  # superseded by an earlier check, which queued the next one
+        mem.check_at = 0.0
+        try:
+            self._eviction_check(node, mem, time.time())
+        except ApiException as exc:
+            log.warning("eviction check of node %s: %s %s", node, exc.status, exc.reason)
+            self._check_node_soon(node, 5)
+        except Exception:  # noqa: BLE001 - keep the node simulated
+            log.exception("eviction check of node %s failed", node)
+            self._check_node_soon(node, 5)
+
+    def _running(self, node: str) -> list[tuple[dict, PodSim]]:
+        """Pods of the node with a running container (the kubelet's candidates for eviction)."""
+        out = []
+        for uid in self.node_pods.get(node, ()):
+            sim, pod = self.sims.get(uid), self.pods.get(uid)
+            if sim and pod and not sim.finished and any(c.stage == "running" for c in sim.containers.values()):
+                out.append((pod, sim))
+        return out
+
+    @staticmethod
+    def _pod_memory(sim: PodSim, t: float) -> float:
+        return sum(c.plan.memory_at(t) for c in sim.containers.values() if c.stage == "running" and c.plan)
+
+    def _eviction_check(self, node: str, mem: NodeMemory, now: float) -> None:
+        """One pass of the kubelet's eviction manager for memory on `node`.
+
+        memory.available = capacity - working set, where the working set is the pods' plus the
+        system's. The system (OS, kubelet, runtime) is taken to use what the node reserves for it
+        (capacity - allocatable - the eviction threshold), so pods together can use up to
+        allocatable before the threshold is met: the arithmetic node allocatable is built on.
+        """
+        st = self.node(node, fresh=mem.pressure is None)
+        if not st:
+            self.node_memory.pop(node, None)  # the node is gone
+            return
+        status = st.get("status") or {}
+        capacity = parse_quantity((status.get("capacity") or {}).get("memory"))
+        allocatable = parse_quantity((status.get("allocatable") or {}).get("memory")) or capacity
+        if not capacity:
+            return
+        if mem.pressure is None:  # nodesim (re)started: carry on from what the node says
+            cond = next((c for c in status.get("conditions") or [] if c.get("type") == "MemoryPressure"), {})
+            mem.pressure = cond.get("status") == "True"
+            mem.last_met = now if mem.pressure else 0.0
+        system = max(0.0, capacity - allocatable - EVICTION_HARD_MEMORY)
+        pods = self._running(node)
+
+        def available(t: float) -> float:
+            return capacity - system - sum(self._pod_memory(sim, t) for _, sim in pods)
+
+        avail = available(now)
+        if avail < EVICTION_HARD_MEMORY:
+            mem.last_met = now
+            if not mem.pressure:
+                self._set_memory_pressure(node, mem, True, now)
+            self.node_event(node, "Warning", "EvictionThresholdMet", "Attempting to reclaim memory", min_interval=10)
+            victim = self._rank_memory_pressure(pods, now)
+            if victim:
+                self._evict(victim[0], victim[1], self._eviction_message(victim[0], victim[1], avail, now), now)
+            # At most one pod per pass; look again once it is gone.
+            self._check_node_soon(node, EVICTION_INTERVAL)
+            return
+        if mem.pressure:
+            if now - mem.last_met >= PRESSURE_TRANSITION:
+                self._set_memory_pressure(node, mem, False, now)
+            else:
+                self._check_node_soon(node, mem.last_met + PRESSURE_TRANSITION - now)
+        # Memory still filling up: look again the moment the threshold will be crossed (as the
+        # kubelet does when the kernel's memcg threshold notification wakes it).
+        until = max((c.plan.grow_until for _, sim in pods for c in sim.containers.values()
+                     if c.stage == "running" and c.plan and c.plan.grow_until > now), default=0.0)
+        if until and available(until) < EVICTION_HARD_MEMORY:
+            lo, hi = now, until
+            for _ in range(30):
+                mid = (lo + hi) / 2
+                lo, hi = (lo, mid) if available(mid) < EVICTION_HARD_MEMORY else (mid, hi)
+            self._check_node_soon(node, hi - now + 0.01)
+        elif until:
+            self._check_node_soon(node, until - now + 0.01)
+
+    def _rank_memory_pressure(self, pods: list[tuple[dict, PodSim]], now: float) -> tuple[dict, PodSim] | None:
+        """The kubelet's order for memory pressure: pods using more than they request first, then
+        lower priority, then the largest use above request. Critical pods are never evicted."""
+        def key(item: tuple[dict, PodSim]) -> tuple:
+            pod, sim = item
+            usage, request = self._pod_memory(sim, now), pod_memory_request(pod)
+            return (not usage > request, pod["spec"].get("priority") or 0, -(usage - request))
+        candidates = [p for p in pods if (p[0]["spec"].get("priority") or 0) < SYSTEM_CRITICAL_PRIORITY
+                      and not p[0]["metadata"].get("deletionTimestamp")]
+        return min(candidates, key=key) if candidates else None
+
+    def _eviction_message(self, pod: dict, sim: PodSim, available: float, now: float) -> str:
+        """The kubelet's wording (pkg/kubelet/eviction/helpers.go, evictionMessage)."""
+        msg = (f"The node was low on resource: memory. Threshold quantity: {format_bytes(EVICTION_HARD_MEMORY)}, "
+               f"available: {format_bytes(available // 1024 * 1024)}. ")
+        specs = (pod["spec"].get("containers") or []) + (pod["spec"].get("initContainers") or [])
+        for cspec in specs:
+            c = sim.containers.get(cspec["name"])
+            if not c or c.stage != "running" or not c.plan:
+                continue
+            usage = c.plan.memory_at(now)
+            request = ((cspec.get("resources") or {}).get("requests") or {}).get("memory")
+            if usage > parse_quantity(request):
+                msg += (f"Container {c.name} was using {format_bytes(usage)}, request is {request or 0}, "
+                        "has larger consumption of memory. ")
+        return msg
+
+    def _evict(self, pod: dict, sim: PodSim, message: str, now: float) -> None:
+        """Evict as the kubelet does: Evicted event, containers stopped, pod Failed/Evicted with a
+        DisruptionTarget condition. The pod object stays (a ReplicaSet replaces it)."""
+        log.info("evicting %s/%s from %s: %s", sim.ns, sim.name, sim.node, message)
+        self.event(pod, "Warning", "Evicted", message)
+        sim.ended = {"reason": "Evicted", "message": message,
+                     "condition": {"type": "DisruptionTarget", "status": "True",
+                                   "reason": "TerminationByKubelet", "message": message}}
+        self._stop_all(pod, sim, now)
+
+    def _stop_all(self, pod: dict, sim: PodSim, now: float) -> None:
+        """The kubelet kills the pod: running containers get SIGTERM (exit 143); containers that
+        never ran are reported as the kubelet reports them for a terminated pod."""
+        for c in sim.containers.values():
+            if c.stage == "running":
+                self.event(pod, "Normal", "Killing", f"Stopping container {c.name}", c.name, c.init)
+                c.term = {"exitCode": 143, "reason": "Error", "startedAt": now_iso(c.started_at),
+                          "finishedAt": now_iso(now), "containerID": c.container_id}
+                c.state = {"terminated": c.term}
+            elif "terminated" not in c.state:
+                c.state = {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown",
+                                          "message": "The container could not be located when the pod was terminated",
+                                          "startedAt": None, "finishedAt": None}}
+            c.stage, c.ready = "done", False
+        self._write_status(pod, sim, now)
+        self._report_usage(pod, sim)
+        sim.finished = True
+
+    def _admit(self, pod: dict, sim: PodSim, now: float) -> bool:
+        """The kubelet's admission under MemoryPressure: BestEffort pods that do not tolerate the
+        memory-pressure taint are rejected (status Failed, reason Evicted)."""
+        mem = self.node_memory.get(sim.node)
+        if not (mem and mem.pressure) or not best_effort(pod) or tolerates_memory_pressure(pod):
+            return True
+        message = "The node had condition: [MemoryPressure]. "
+        self.event(pod, "Warning", "Evicted", message)
+        sim.ended = {"reason": "Evicted", "message": "Pod was rejected: " + message}
+        self._stop_all(pod, sim, now)
+        return False
+
+    def _set_memory_pressure(self, node: str, mem: NodeMemory, on: bool, now: float) -> None:
+        """The kubelet's MemoryPressure condition (kwok's heartbeat stage keeps it as written; the
+        node lifecycle controller adds or removes the node.kubernetes.io/memory-pressure taint)."""
+        reason = "KubeletHasInsufficientMemory" if on else "KubeletHasSufficientMemory"
+        cond = {"type": "MemoryPressure", "status": "True" if on else "False", "reason": reason,
+                "message": f"kubelet has {'insufficient' if on else 'sufficient'} memory available",
+                "lastHeartbeatTime": now_iso(now), "lastTransitionTime": now_iso(now)}
+        self.v1.patch_node_status(node, {"status": {"conditions": [cond]}},
+                                  _content_type="application/strategic-merge-patch+json", _preload_content=False)
+        mem.pressure = on
+        self.node_cache.pop(node, None)
+        log.info("node %s: MemoryPressure=%s", node, cond["status"])
+        event = "NodeHasInsufficientMemory" if on else "NodeHasSufficientMemory"
+        self.node_event(node, "Normal", event, f"Node {node} status is now: {event}")
+
+    def node_event(self, node: str, etype: str, reason: str, message: str, min_interval: float = 0) -> None:
+        """An event about a node, as the kubelet records it (namespace default, uid = node name)."""
+        key = ("node/" + node, reason, message)
+        now = time.time()
+        prior = self.events.get(key)
+        if prior and now - prior[2] < min_interval:
+            return
+        try:
+            if prior:
+                name, count, _ = prior
+                self.v1.patch_namespaced_event(name, "default", {"count": count + 1, "lastTimestamp": now_iso(now)},
+                                               _preload_content=False)
+                self.events[key] = (name, count + 1, now)
+                return
+            name = f"{node}.{uuid.uuid4().hex[:16]}"
+            self.v1.create_namespaced_event("default", {
+                "metadata": {"name": name, "namespace": "default"},
+                "involvedObject": {"kind": "Node", "name": node, "uid": node},
+                "reason": reason, "message": message, "type": etype,
+                "source": {"component": "kubelet", "host": node},
+                "reportingComponent": "kubelet", "reportingInstance": node,
+                "firstTimestamp": now_iso(now), "lastTimestamp": now_iso(now), "count": 1,
+            }, _preload_content=False)
+            self.events[key] = (name, 1, now)
+        except ApiException as exc:
+            log.warning("node event %s for %s: %s", reason, node, exc.reason)
+
     # ---- status, logs, usage
     def _container_status(self, c: CSim, cspec: dict) -> dict:
         st = {"name": c.name, "image": cspec.get("image", ""), "imageID": c.image_ref if c.started else "",
@@ -1099,7 +1441,9 @@ class NodeSim:
         init_done = all(init_ok(sim.containers[s["name"]]) for s in inits)
         policy = spec.get("restartPolicy", "Always")
         cs_main = [sim.containers[cs["name"]] for cs in spec.get("containers") or []]
-        if all(c.stage == "done" for c in cs_main) and cs_main:
+        if sim.ended:
+            phase = "Failed"
+        elif all(c.stage == "done" for c in cs_main) and cs_main:
             failed = any(c.state.get("terminated", {}).get("exitCode", 0) != 0 for c in cs_main)
             phase = "Failed" if failed else "Succeeded"
         elif any(c.stage == "done" and c.init and not c.sidecar and c.state.get("terminated", {}).get("exitCode", 0) != 0
@@ -1134,6 +1478,10 @@ class NodeSim:
                 c["message"] = f"containers with unready status: [{' '.join(not_ready)}]"
         if "PodScheduled" in prior:
             conditions.append(prior["PodScheduled"])
+        if sim.ended and sim.ended.get("condition"):
+            conditions.append({**sim.ended["condition"], "lastProbeTime": None,
+                               "lastTransitionTime": (prior.get("DisruptionTarget") or {}).get(
+                                   "lastTransitionTime") or now_iso(now)})
         host_ip = "127.0.0.1"
         status = {
             "phase": phase, "conditions": conditions, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
@@ -1142,6 +1490,8 @@ class NodeSim:
         }
         if inits:
             status["initContainerStatuses"] = inits
+        if sim.ended:
+            status["reason"], status["message"] = sim.ended["reason"], sim.ended["message"]
         digest = json.dumps(status, sort_keys=True)
         if digest == sim.last_status:
             return
@@ -1200,9 +1550,10 @@ class NodeSim:
 
     def _report_usage(self, pod: dict, sim: PodSim) -> None:
         usages = []
+        now = time.time()
         for c in sim.containers.values():
             running = c.stage == "running" and c.plan is not None
-            mem = c.plan.memory if running else 0
+            mem = c.plan.memory_at(now) if running else 0
             cpu = c.plan.cpu if running else 0
             usages.append({"containers": [c.name], "usage": {
                 "memory": {"value": f"{int(mem)}"}, "cpu": {"value": f"{int(cpu * 1e9)}n"}}})
