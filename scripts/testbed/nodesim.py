@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import hashlib
 import heapq
 import json
@@ -38,7 +39,6 @@ import logging
 import os
 import queue
 import re
-import shlex
 import signal
 import sys
 import threading
@@ -51,6 +51,9 @@ from pathlib import Path
 import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
+
+import simshell  # the simulated shell (next to this file)
+from simshell import APPLETS, SHELLS, has_binary
 
 log = logging.getLogger("nodesim")
 
@@ -142,6 +145,7 @@ class Registry:
         data = yaml.safe_load(path.read_text())
         self.registries: dict[str, dict] = data.get("registries", {})
         self.images: dict[str, dict] = data.get("images", {})
+        self.internet: dict[str, str] = data.get("internet", {})  # host name -> IP
 
     def resolve(self, ref: ImageRef, pull_hosts: set[str]) -> tuple[dict | None, str]:
         """Returns (image spec, "") or (None, error message as containerd words it)."""
@@ -175,200 +179,7 @@ class Registry:
         return img, ""
 
 
-# --------------------------------------------------------------------------- tiny programs
-
-SHELLS = {"sh", "bash", "ash", "dash", "zsh"}
-APPLETS = {
-    "echo", "printf", "exit", "sleep", "true", "false", "cat", "env", "printenv", "date",
-    "hostname", "ls", "test", "[", "wget", "nslookup", "touch", "mkdir", "rm", "id", "whoami",
-    "pwd", "uname", "yes", "tail", "head", "grep", "seq", "nc", "ping", "kill", "trap", "set",
-    "export", "cd", "exec", ":",
-}
-
-
-@dataclass
-class RunResult:
-    lines: list[str] = field(default_factory=list)
-    code: int | None = 0  # None: still running at the end (a server / endless loop)
-    duration: float = 0.0  # seconds before the exit (or before going idle)
-
-
-def has_binary(img: dict, exe: str) -> bool:
-    bins = [str(b) for b in img.get("binaries", [])]
-    bins += [str(x[0]) for x in (img.get("entrypoint"), img.get("cmd")) if x]  # the image's own program
-    base = exe.rsplit("/", 1)[-1]
-    if "*shell*" in bins and (base in SHELLS or base in APPLETS):
-        return True
-    return exe in bins or base in bins or f"/{base}" in bins
-
-
-def run_shell(script: str, env: dict[str, str], img: dict) -> RunResult:
-    """Interpret the small subset of sh that container commands use."""
-    res = RunResult()
-    files: set[str] = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/etc/os-release"}
-
-    def expand(word: str) -> str:
-        return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env.get(m.group(1), ""), word)
-
-    # An endless loop (`while true; do ...; sleep N; done`) keeps the container running after
-    # whatever ran before it.
-    loop = re.search(r"(^|[;&|\n]\s*)(while|until)\s", script)
-    forever = bool(loop)
-    if loop:
-        script = script[: loop.start()]
-    statements = [s for s in re.split(r"\n|;(?![^'\"]*['\"])", script) if s.strip()]
-    for stmt in statements:
-        for part, op in _split_logic(stmt):
-            if op == "&&" and res.code not in (0, None):
-                continue
-            if op == "||" and res.code == 0:
-                continue
-            try:
-                words = [expand(w) for w in shlex.split(part, posix=True)]
-            except ValueError:
-                res.lines.append("sh: syntax error: unterminated quoted string")
-                res.code = 2
-                return res
-            if not words:
-                continue
-            code = _run_word(words, res, env, files, img)
-            if code == "exit":
-                return res
-            if res.code is None:
-                return res
-    if forever:
-        res.code = None
-    return res
-
-
-def _split_logic(stmt: str) -> list[tuple[str, str]]:
-    parts, op, buf = [], "", ""
-    tokens = re.split(r"(&&|\|\|)", stmt)
-    for tok in tokens:
-        if tok in ("&&", "||"):
-            parts.append((buf, op))
-            op, buf = tok, ""
-        else:
-            buf += tok
-    parts.append((buf, op))
-    return [(p.strip(), o) for p, o in parts if p.strip()]
-
-
-def _run_word(words: list[str], res: RunResult, env: dict, files: set, img: dict) -> str | None:
-    cmd, args = words[0], words[1:]
-    args = [a for a in args if a not in (">&2", "1>&2", "2>&1")]
-    out_file = None
-    if ">" in args:
-        i = args.index(">")
-        out_file, args = (args[i + 1] if i + 1 < len(args) else None), args[:i]
-    base = cmd.rsplit("/", 1)[-1]
-    if base == "exit":
-        res.code = int(args[0]) if args and args[0].lstrip("-").isdigit() else 0
-        return "exit"
-    if base == "echo":
-        text = " ".join(a for a in args if a not in ("-n", "-e"))
-        if out_file:
-            files.add(out_file)
-        else:
-            res.lines.append(text)
-        res.code = 0
-    elif base == "printf":
-        fmt = args[0] if args else ""
-        text = fmt.replace("%s", " ".join(args[1:])).replace("\\n", "\n")
-        res.lines.extend(l for l in text.split("\n") if l)
-        res.code = 0
-    elif base == "sleep":
-        arg = args[0] if args else "0"
-        if arg in ("infinity", "inf") or (arg.replace(".", "").isdigit() and float(arg) >= 3600):
-            res.code = None
-            return None
-        res.duration += float(arg.rstrip("s")) if arg.rstrip("s").replace(".", "").isdigit() else 0
-        res.code = 0
-    elif base in ("true", ":", "set", "export", "cd", "trap"):
-        res.code = 0
-    elif base == "false":
-        res.code = 1
-    elif base in ("env", "printenv"):
-        res.lines.extend(f"{k}={v}" for k, v in sorted(env.items()))
-        res.code = 0
-    elif base == "date":
-        res.lines.append(datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y"))
-        res.code = 0
-    elif base in ("hostname", "whoami", "id", "pwd", "uname"):
-        res.lines.append({"hostname": env.get("HOSTNAME", "pod"), "whoami": "root", "id": "uid=0(root) gid=0(root)",
-                          "pwd": "/", "uname": "Linux"}[base])
-        res.code = 0
-    elif base in ("touch", "mkdir"):
-        files.update(args)
-        res.code = 0
-    elif base in ("rm",):
-        files.difference_update(args)
-        res.code = 0
-    elif base in ("cat", "tail", "head"):
-        missing = [a for a in args if not a.startswith("-") and a not in files]
-        for a in missing:
-            res.lines.append(f"{base}: can't open '{a}': No such file or directory")
-        res.code = 1 if missing else 0
-    elif base in ("test", "["):
-        if len(args) >= 2 and args[0] in ("-f", "-e"):
-            res.code = 0 if args[1] in files else 1
-        else:
-            res.code = 0
-    elif base in ("wget", "nslookup", "nc", "ping"):
-        host = next((a for a in args if not a.startswith("-")), "")
-        host = re.sub(r"^[a-z]+://", "", host).split("/")[0].split(":")[0]
-        res.lines.append(f"{base}: bad address '{host}'" if base != "nslookup"
-                         else f"** server can't find {host}: NXDOMAIN")
-        res.code = 1
-    elif base in ("python", "python3") and "-c" in args and has_binary(img, base):
-        sub = run_python(args[args.index("-c") + 1] if args.index("-c") + 1 < len(args) else "")
-        res.lines.extend(sub.lines)
-        res.duration += sub.duration
-        res.code = sub.code
-        if sub.code is None:
-            return None
-    elif base in SHELLS and "-c" in args:
-        sub = run_shell(args[args.index("-c") + 1] if args.index("-c") + 1 < len(args) else "", env, img)
-        res.lines.extend(sub.lines)
-        res.duration += sub.duration
-        res.code = sub.code
-    elif has_binary(img, cmd) and base not in SHELLS:
-        res.code = 0  # another program of the image: assume it does its job
-    else:
-        res.lines.append(f"sh: {cmd}: not found")
-        res.code = 127
-    return None
-
-
-def run_python(code: str) -> RunResult:
-    """Enough of `python -c` for container commands: print, sleep, sys.exit, raise."""
-    res = RunResult()
-    for stmt in [s.strip() for s in re.split(r"\n|;", code) if s.strip()]:
-        if stmt.startswith("import ") or stmt.startswith("from "):
-            continue
-        m = re.match(r"print\((['\"])(.*)\1\)$", stmt)
-        if m:
-            res.lines.append(m.group(2))
-            continue
-        m = re.match(r"(?:time\.)?sleep\(([\d.]+)\)$", stmt)
-        if m:
-            res.duration += float(m.group(1))
-            continue
-        if re.match(r"while True:", stmt):
-            res.code = None
-            return res
-        m = re.match(r"(?:sys\.)?exit\((\d*)\)$", stmt)
-        if m:
-            res.code = int(m.group(1) or 0)
-            return res
-        m = re.match(r"raise (\w+)\((['\"]?)(.*)\2\)$", stmt)
-        if m:
-            res.lines += ["Traceback (most recent call last):", '  File "<string>", line 1, in <module>',
-                          f"{m.group(1)}: {m.group(3)}"]
-            res.code = 1
-            return res
-    res.code = 0
-    return res
+# --------------------------------------------------------------------------- programs
 
 
 def stress_options(args: list[str]) -> dict[str, str]:
@@ -414,7 +225,7 @@ def stress_seconds(text: str) -> float:
 @dataclass
 class Plan:
     """What a started container will do."""
-    lines: list[str]
+    lines: list  # what it prints: lines, or (stream, line) when the stream is known
     exit_at: float | None  # None: runs until stopped
     code: int = 0
     reason: str = "Completed"
@@ -423,7 +234,8 @@ class Plan:
     cpu: float = 0.0
     ports: list[int] = field(default_factory=list)
     http_paths: list[str] = field(default_factory=list)
-    files: set[str] = field(default_factory=set)
+    http_body: list[str] = field(default_factory=list)
+    box: simshell.Container | None = None  # the shell's view of the container (files for exec probes)
     # Memory that is filled over time (a stress worker touching its pages, a leak): it grows
     # linearly from memory_from at grow_from to `memory` at grow_until.
     memory_from: float = 0.0
@@ -553,6 +365,7 @@ class NodeSim:
         self.ip_used: set[str] = set()
         self.ip_next = 2
         self.node_pods: dict[str, set[str]] = {}  # node name -> uids of its pods
+        self.net: tuple[float, dict] = (0.0, {})  # when the cluster's DNS/Service view was taken, and it
         self.node_memory: dict[str, NodeMemory] = {}
         self.stop = threading.Event()
 
@@ -1013,7 +826,8 @@ class NodeSim:
             "{now}", datetime.now(timezone.utc).strftime("%Y/%m/%d %H:%M:%S"))
         mem = parse_quantity(img.get("memory", "8Mi"))
         plan = Plan(lines=[], exit_at=None, memory=mem, cpu=parse_quantity(img.get("cpu", "1m")),
-                    ports=[int(p) for p in img.get("ports") or []], http_paths=list(img.get("http_paths") or []))
+                    ports=[int(p) for p in img.get("ports") or []], http_paths=list(img.get("http_paths") or []),
+                    http_body=[str(x) for x in img.get("http_body") or []])
         node = self.node(sim.node)
         arch = (node.get("status", {}).get("nodeInfo") or {}).get("architecture") or "amd64"
         if arch not in (img.get("arch") or DEFAULT_ARCHES):
@@ -1022,19 +836,14 @@ class NodeSim:
         base = argv[0].rsplit("/", 1)[-1]
         custom_cmd = bool(cspec.get("command") or cspec.get("args") is not None)
         if program == "shell" or (custom_cmd and (base in SHELLS or base in APPLETS or base in ("python", "python3"))):
-            if base in SHELLS:
-                script = argv[argv.index("-c") + 1] if "-c" in argv and argv.index("-c") + 1 < len(argv) else ""
-                result = run_shell(script, env, img) if script else RunResult()
-            elif base in ("python", "python3"):
-                code = argv[argv.index("-c") + 1] if "-c" in argv and argv.index("-c") + 1 < len(argv) else ""
-                result = run_python(code) if code else RunResult()
-            else:
-                result = run_shell(shlex.join(argv), env, img)
-            plan.lines = result.lines
+            # The command runs in the simulated shell: what it prints, how it ends, what it serves.
+            plan.box = self._box(pod, sim, cspec, img, env)
+            result = simshell.run_argv(argv, plan.box)
+            plan.lines = result.output
             if result.code is not None:
                 plan.exit_at, plan.code = now + max(0.3, result.duration), result.code
                 plan.reason = "Completed" if result.code == 0 else "Error"
-            plan.ports = []
+            plan.ports, plan.http_paths = result.ports, []
         elif program == "stress":
             opts = stress_options(argv[1:])
             if "help" in opts or not (opts.get("vm") or opts.get("cpu") or opts.get("io") or opts.get("hdd")):
@@ -1163,8 +972,10 @@ class NodeSim:
             return (port in plan.ports), f'timeout: failed to connect service "{sim.ip}:{port}" within 1s'
         if "exec" in probe:
             cmd = probe["exec"].get("command") or []
-            img, _ = self.registry.resolve(parse_image(cspec.get("image", "")) or ImageRef("", "", "", "", None), {"*"})
-            result = run_shell(shlex.join(cmd), {}, img or {"binaries": ["*shell*"]})
+            box = plan.box or self._box(self.pods.get(sim.uid) or {}, sim, cspec, self._image(cspec), {})
+            # The files as the container's command has left them by now.
+            probe_box = dataclasses.replace(box, files=box.files_at(time.time() - c.started_at), history=[])
+            result = simshell.run_argv(cmd, probe_box)
             if result.code in (0, None):
                 return True, ""
             return False, "\n".join(result.lines)
@@ -1222,6 +1033,113 @@ class NodeSim:
                 raise
         sim.finished = True
 
+    # ---- what a container's shell sees: files, DNS, Services
+    def _image(self, cspec: dict) -> dict:
+        ref = parse_image(cspec.get("image", ""))
+        img, _ = self.registry.resolve(ref, {ref.host}) if ref else (None, "")
+        return img or {"binaries": ["*shell*"]}
+
+    def _box(self, pod: dict, sim: PodSim, cspec: dict, img: dict, env: dict[str, str]) -> simshell.Container:
+        """The simulated shell's view of a container: image, environment, files, network."""
+        snap = self.net_snapshot()
+        dirs = set(simshell.DEFAULT_DIRS)
+        files = {
+            "/etc/hostname": f"{sim.name}\n",
+            "/etc/hosts": f"127.0.0.1\tlocalhost\n{sim.ip}\t{sim.name}\n",
+            "/etc/resolv.conf": f"search {sim.ns}.svc.cluster.local svc.cluster.local cluster.local\n"
+                                f"nameserver {snap['dns_ip']}\noptions ndots:5\n",
+            "/etc/os-release": 'PRETTY_NAME="Linux"\n',
+            "/var/run/secrets/kubernetes.io/serviceaccount/namespace": sim.ns,
+        }
+        files.update(self._volume_files(pod, cspec, dirs))
+        # localhost: what the pod's containers serve (a sidecar's port answers on 127.0.0.1 too)
+        own = [p for cs in (pod.get("spec") or {}).get("containers") or []
+               for p in (self._image(cs).get("ports") or []) if self._image(cs).get("program") == "serve"]
+        net = simshell.Network(snap, sim.ns, sim.ip, sim.name, own)
+        return simshell.Container(img=img, env=dict(env), files=files, dirs=dirs, net=net)
+
+    def _volume_files(self, pod: dict, cspec: dict, dirs: set[str]) -> dict[str, str]:
+        """Files of the ConfigMap/Secret volumes the container mounts (emptyDirs are directories)."""
+        ns = pod["metadata"]["namespace"]
+        volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
+        files: dict[str, str] = {}
+        for m in cspec.get("volumeMounts") or []:
+            vol, mount = volumes.get(m.get("name"), {}), m.get("mountPath", "")
+            parts = mount.strip("/").split("/")
+            dirs.update("/" + "/".join(parts[:k]) for k in range(1, len(parts) + (0 if m.get("subPath") else 1)))
+            sources = []
+            for src in [vol] + [s for s in (vol.get("projected") or {}).get("sources") or []]:
+                if src.get("configMap"):
+                    sources.append(("configmap", src["configMap"].get("name"), src["configMap"].get("items")))
+                if src.get("secret"):
+                    sec = src["secret"]
+                    sources.append(("secret", sec.get("secretName") or sec.get("name"), sec.get("items")))
+            for kind, name, items in sources:
+                obj = self.get_obj(kind, ns, name or "") if name else None
+                data = {**((obj or {}).get("data") or {}), **((obj or {}).get("binaryData") or {})}
+                if kind == "secret":
+                    data = {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
+                paths = {it["key"]: it.get("path", it["key"]) for it in items} if items else {k: k for k in data}
+                for key, rel in paths.items():
+                    if key not in data:
+                        continue
+                    if m.get("subPath"):
+                        if m["subPath"] == rel:
+                            files[mount] = data[key]
+                    else:
+                        files[f"{mount.rstrip('/')}/{rel}"] = data[key]
+        return files
+
+    def net_snapshot(self, max_age: float = 1.0) -> dict:
+        """Services with their ready endpoints and what each running pod serves (see
+        simshell.Network), taken from the API at most once a second."""
+        taken, snap = self.net
+        if snap and time.time() - taken < max_age:
+            return snap
+        services: dict[str, dict] = {}
+        dns_ip = "10.0.0.10"
+        try:
+            svcs = json.loads(self.v1.list_service_for_all_namespaces(_preload_content=False).data)["items"]
+            slices = json.loads(client.DiscoveryV1Api(self.api).list_endpoint_slice_for_all_namespaces(
+                _preload_content=False).data)["items"]
+        except ApiException as exc:
+            log.warning("services for the simulated DNS: %s", exc.reason)
+            svcs, slices = [], []
+        by_service: dict[str, list[dict]] = {}
+        for sl in slices:
+            name = (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
+            if name:
+                by_service.setdefault(f"{name}.{sl['metadata']['namespace']}", []).append(sl)
+        for svc in svcs:
+            md, spec = svc["metadata"], svc.get("spec") or {}
+            key = f"{md['name']}.{md['namespace']}"
+            if key == "kubernetes.default" and spec.get("clusterIP"):
+                dns_ip = spec["clusterIP"].rsplit(".", 1)[0] + ".10"  # kube-dns's usual address
+            ready, numbers = [], {}
+            for sl in by_service.get(key, []):
+                for ep in sl.get("endpoints") or []:
+                    if (ep.get("conditions") or {}).get("ready", True):
+                        ready += ep.get("addresses") or []
+                for p in sl.get("ports") or []:
+                    numbers[p.get("name") or ""] = p.get("port")
+            ports = [{"port": p.get("port"), "targetPort": numbers.get(p.get("name") or "") or p.get("targetPort")}
+                     for p in spec.get("ports") or []]
+            ip = spec.get("clusterIP") or ("None" if spec.get("type") != "ExternalName" else "")
+            services[key] = {"ip": ip, "ports": ports, "endpoints": ready}
+            if spec.get("type") == "ExternalName":  # a CNAME: the external name's address
+                services[key]["ip"] = self.registry.internet.get(spec.get("externalName", ""), "")
+        pods = {}
+        for sim in self.sims.values():
+            running = [c.plan for c in sim.containers.values() if c.stage == "running" and c.plan]
+            if sim.ip and running and sim.ip != "127.0.0.1":
+                pods[sim.ip] = {"ports": sorted({p for pl in running for p in pl.ports}),
+                                "http_paths": sorted({h for pl in running for h in pl.http_paths}),
+                                "body": next((pl.http_body for pl in running if pl.http_body), [])}
+        snap = {"cluster_domain": "cluster.local", "dns_ip": dns_ip, "services": services, "pods": pods,
+                "hosts": dict(self.registry.internet)}
+        self.net = (time.time(), snap)
+        return snap
+
     # ---- the eviction manager (node-pressure eviction of memory)
     def _check_node_soon(self, node: str, delay: float = 0.2) -> None:
         """Queue an eviction check of the node unless one is already due sooner."""
@@ -1240,6 +1158,10 @@ class NodeSim:
         try:
             self._eviction_check(node, mem, time.time())
         except ApiException as exc:
+            if exc.status == 404:  # the node was deleted
+                self.node_memory.pop(node, None)
+                self.node_cache.pop(node, None)
+                return
             log.warning("eviction check of node %s: %s %s", node, exc.status, exc.reason)
             self._check_node_soon(node, 5)
         except Exception:  # noqa: BLE001 - keep the node simulated
@@ -1506,7 +1428,7 @@ class NodeSim:
         d = self.logdir / f"{sim.ns}_{sim.name}_{sim.uid}" / c.name
         return d / "current.log", d / "previous.log"
 
-    def _write_log(self, sim: PodSim, c: CSim, lines: list[str], now: float, rotate: bool = False) -> None:
+    def _write_log(self, sim: PodSim, c: CSim, lines: list, now: float, rotate: bool = False) -> None:
         cur, prev = self._log_paths(sim, c)
         cur.parent.mkdir(parents=True, exist_ok=True)
         if rotate:
@@ -1518,7 +1440,10 @@ class NodeSim:
         with cur.open("a") as f:
             for i, line in enumerate(lines):
                 ts = datetime.fromtimestamp(now + i * 0.001, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-                stream = "stderr" if "error" in line.lower() or "panic" in line.lower() else "stdout"
+                if isinstance(line, tuple):  # the shell knows the stream
+                    stream, line = line
+                else:  # an image's own log lines: errors go to stderr
+                    stream = "stderr" if "error" in line.lower() or "panic" in line.lower() else "stdout"
                 f.write(f"{ts} {stream} F {line}\n")
         if not sim.logs_registered:
             self._register_logs(sim)
