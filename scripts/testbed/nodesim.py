@@ -354,6 +354,9 @@ class NodeSim:
         self.custom = client.CustomObjectsApi(self.api)
         self.registry = Registry(catalog)
         self.logdir = state / "logs" / "pods"
+        # What `kubectl exec` needs to run a command in a simulated container (read by simexec.py).
+        self.execdir = state / "exec"
+        self.net_file = state / "run" / "net.json"
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.pods: dict[str, dict] = {}
         self.sims: dict[str, PodSim] = {}
@@ -372,6 +375,7 @@ class NodeSim:
     # ---- plumbing
     def run(self) -> None:
         threading.Thread(target=self._watch_pods, daemon=True).start()
+        self._schedule("net/refresh", 1)
         log.info("nodesim running")
         while not self.stop.is_set():
             timeout = 1.0
@@ -390,7 +394,9 @@ class NodeSim:
             while self.timers and self.timers[0][0] <= now:
                 due.add(heapq.heappop(self.timers)[1])
             for key in due:
-                if key.startswith("node/"):
+                if key == "net/refresh":
+                    self._refresh_net_file()
+                elif key.startswith("node/"):
                     self._eviction_check_safe(key[len("node/"):])
                 else:
                     self._reconcile_safe(key)
@@ -438,6 +444,8 @@ class NodeSim:
         sim = self.sims.pop(uid, None)
         if sim:
             self.node_pods.get(sim.node, set()).discard(uid)
+            for c in sim.containers.values():
+                self._exec_stopped(sim, c)
         if sim and sim.ip:
             self.ip_used.discard(sim.ip)
         for key in [k for k in self.events if k[0] == uid]:
@@ -817,6 +825,7 @@ class NodeSim:
         self.event(pod, "Normal", "Started", f"Started container {c.name}", c.name, c.init)
         self._write_log(sim, c, plan.lines, now, rotate=True)
         self._check_node_soon(sim.node)
+        self._exec_context(sim, c, plan.box or self._box(pod, sim, cspec, img, env), now)
 
     def _plan(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, img: dict, env: dict,
               argv: list[str], now: float) -> Plan:
@@ -984,6 +993,7 @@ class NodeSim:
     def _exited(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, term: dict, now: float,
                 run_error: str = "", force_restart: bool = False) -> None:
         c.ready = False
+        self._exec_stopped(sim, c)
         c.term = term
         c.state = {"terminated": term}  # lastState moves when the container is restarted
         policy = pod["spec"].get("restartPolicy", "Always")
@@ -1089,6 +1099,43 @@ class NodeSim:
                     else:
                         files[f"{mount.rstrip('/')}/{rel}"] = data[key]
         return files
+
+    def _exec_context(self, sim: PodSim, c: CSim, box: simshell.Container, started: float) -> None:
+        """Record the started container for simexec.py (what `kubectl exec` runs in)."""
+        data = {"uid": sim.uid, "running": True, "started_at": started, "image": box.img, "env": box.env,
+                "files": box.base, "history": box.history, "dirs": sorted(box.dirs),
+                "net": {"namespace": sim.ns, "own_ip": sim.ip, "own_ports": box.net.own_ports}}
+        d = self.execdir / f"{sim.ns}_{sim.name}"
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            tmp = d / f".{c.name}.tmp"
+            tmp.write_text(json.dumps(data))
+            tmp.replace(d / f"{c.name}.json")
+        except OSError as exc:
+            log.warning("exec context of %s/%s: %s", sim.name, c.name, exc)
+
+    def _exec_stopped(self, sim: PodSim, c: CSim) -> None:
+        """The container no longer runs: exec into it fails as on a node."""
+        path = self.execdir / f"{sim.ns}_{sim.name}" / f"{c.name}.json"
+        try:
+            if json.loads(path.read_text()).get("uid") == sim.uid:  # not a newer pod of the same name
+                path.unlink()
+                path.parent.rmdir()  # fails while other containers of the pod are recorded
+        except (OSError, ValueError):
+            pass
+
+    def _refresh_net_file(self) -> None:
+        """Every 2s: the Services and what pods serve, for exec (simexec.py runs in its own process)."""
+        try:
+            data = json.dumps(self.net_snapshot(max_age=2.0), sort_keys=True)
+            if not self.net_file.exists() or self.net_file.read_text() != data:
+                self.net_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.net_file.with_suffix(".tmp")
+                tmp.write_text(data)
+                tmp.replace(self.net_file)
+        except Exception:  # noqa: BLE001 - try again next time
+            log.exception("refreshing %s failed", self.net_file)
+        self._schedule("net/refresh", 2)
 
     def net_snapshot(self, max_age: float = 1.0) -> dict:
         """Services with their ready endpoints and what each running pod serves (see
@@ -1289,6 +1336,7 @@ class NodeSim:
                                           "message": "The container could not be located when the pod was terminated",
                                           "startedAt": None, "finishedAt": None}}
             c.stage, c.ready = "done", False
+            self._exec_stopped(sim, c)
         self._write_status(pod, sim, now)
         self._report_usage(pod, sim)
         sim.finished = True

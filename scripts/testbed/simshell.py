@@ -34,6 +34,15 @@ APPLETS = {
     "timeout", "nohup", "watch", "mount", "umount", "ifconfig", "ip", "route", "netstat", "traceroute",
     "telnet", "ftpget", "udhcpc", "su", "login", "passwd", "adduser", "addgroup", "less", "more",
 }
+# What a Debian/Ubuntu-based image ("*coreutils*" in images.yaml) has: coreutils and friends, but
+# none of busybox's network applets (no wget, nslookup, nc, ping).
+COREUTILS = {
+    "cat", "env", "printenv", "date", "hostname", "ls", "test", "[", "touch", "mkdir", "rm", "id", "whoami",
+    "pwd", "uname", "yes", "tail", "head", "grep", "seq", "kill", "wc", "stty", "getent", "sed", "awk", "tr",
+    "cut", "sort", "uniq", "xargs", "find", "df", "du", "tee", "basename", "dirname", "chmod", "chown", "ln",
+    "cp", "mv", "tar", "gzip", "md5sum", "sha256sum", "base64", "which", "timeout", "nohup", "mount", "su",
+    "sleep", "true", "false", "echo", "printf", "more", "ps",
+}
 BUILTINS = {
     "exit", "cd", "pwd", "export", "unset", "set", "shift", "true", "false", ":", "echo", "printf",
     "test", "[", "[[", "exec", "trap", "wait", "read", "return", "local", "eval", ".", "source",
@@ -532,6 +541,8 @@ def has_binary(img: dict, exe: str) -> bool:
     bins += [str(x[0]) for x in (img.get("entrypoint"), img.get("cmd")) if x]  # the image's own program
     base = exe.rsplit("/", 1)[-1]
     if "*shell*" in bins and (base in SHELLS or base in APPLETS):
+        return True
+    if "*coreutils*" in bins and base in COREUTILS:
         return True
     return exe in bins or base in bins or f"/{base}" in bins
 
@@ -1293,18 +1304,18 @@ class Shell:
         return code
 
     def p_ls(self, args: list[str]) -> int:
-        targets = [self.path(a) for a in args if not a.startswith("-")] or [self.box.cwd]
+        targets = [(a, self.path(a)) for a in args if not a.startswith("-")] or [(".", self.box.cwd)]
         code = 0
-        for t in targets:
+        for given, t in targets:
             if t in self.box.files:
-                self.out(os.path.basename(t))
+                self.out(given)  # a file is listed as it was named
             elif t in self.box.dirs:
                 names = sorted({p[len(t.rstrip("/")) + 1:].split("/")[0] for p in list(self.box.files) + list(self.box.dirs)
                                 if p.startswith(t.rstrip("/") + "/") and p != t})
                 for name in names:
                     self.out(name)
             else:
-                self.err(f"ls: {t}: No such file or directory")
+                self.err(f"ls: {given}: No such file or directory")
                 code = 1
         return code
 
@@ -1322,7 +1333,10 @@ class Shell:
                 continue
             lines += self.box.files[p].splitlines()
         if not files:
-            lines = list(self.stdin or [])
+            if self.stdin is None and self.box.live and self.box.stdin is not None:
+                lines = [line.rstrip("\n") for line in self.box.stdin]  # exec -i: the user's input
+            else:
+                lines = list(self.stdin or [])
         return lines, code
 
     def p_cat(self, args: list[str]) -> int:
@@ -1655,19 +1669,20 @@ def run_argv(argv: list[str], box: Container) -> Result:
 
 
 def interactive(box: Container, name: str, parent: Shell | None = None) -> int:
-    """An interactive shell on the exec's stdin: a prompt (on a terminal), one line at a time."""
+    """An interactive shell on the exec's stdin: on a terminal a prompt and line editing (the
+    shell echoes what is typed, as busybox's and bash's line editors do), one line at a time."""
     sh = Shell(box, name)
     if parent:
         sh.vars = dict(parent.vars)
-    tty = sys.stdin.isatty()
     write = box.write or (lambda stream, text: None)
+    lines = _edited_lines(write) if sys.stdin.isatty() else box.stdin
+    assert lines is not None
     pending = ""
-    assert box.stdin is not None
     while True:
-        if tty:
-            write("stdout", ("/ # " if sh.box.cwd == "/" else f"{sh.box.cwd} # ") if name != "bash"
-                  else f"root@{sh.vars.get('HOSTNAME', 'pod')}:{sh.box.cwd}# ")
-        line = next(box.stdin, None)
+        if sys.stdin.isatty():
+            write("stdout", f"root@{sh.vars.get('HOSTNAME', 'pod')}:{sh.box.cwd}# " if name == "bash"
+                  else ("# " if "*shell*" not in box.img.get("binaries", []) else f"{sh.box.cwd} # "))
+        line = next(lines, None)
         if line is None:
             return sh.status
         pending += line
@@ -1687,3 +1702,41 @@ def interactive(box: Container, name: str, parent: Shell | None = None) -> int:
         except Forever:
             while True:
                 time.sleep(3600)
+
+
+def _edited_lines(write: Callable[[str, str], None]) -> Iterator[str]:
+    """Lines typed on the terminal, echoed and edited by us (the terminal's own echo is off)."""
+    import termios
+
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    mode = termios.tcgetattr(fd)
+    mode[3] &= ~(termios.ICANON | termios.ECHO)  # lflag: byte by byte, no kernel echo
+    mode[6][termios.VMIN], mode[6][termios.VTIME] = 1, 0
+    termios.tcsetattr(fd, termios.TCSANOW, mode)
+    try:
+        buf = ""
+        while True:
+            data = os.read(fd, 1024)
+            if not data:
+                return
+            for ch in data.decode(errors="replace"):
+                if ch in "\r\n":
+                    write("stdout", "\n")
+                    yield buf + "\n"
+                    buf = ""
+                elif ch in "\x7f\x08":
+                    if buf:
+                        buf = buf[:-1]
+                        write("stdout", "\b \b")
+                elif ch == "\x03":  # ^C: drop the line
+                    write("stdout", "^C\n")
+                    buf = ""
+                    yield "\n"
+                elif ch == "\x04" and not buf:  # ^D on an empty line: end of input
+                    return
+                elif ch >= " " or ch == "\t":
+                    buf += ch
+                    write("stdout", ch)
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)

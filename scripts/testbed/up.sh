@@ -60,7 +60,17 @@ write_kubeconfig() {
 # Objects every cluster gets: nodes and the kwok behaviour CRs (exec, logs, usage).
 seed_cluster() {
   kc apply -f "${TESTBED_SCRIPTS}/manifests/nodes.yaml" >/dev/null
-  kc apply -f "${TESTBED_SCRIPTS}/manifests/kwok-defaults.yaml" >/dev/null
+  # exec goes through simexec.py, started by a launcher that names the interpreter (kwok runs the
+  # wrapper directly; the path in the ClusterExec may not contain arguments).
+  local launcher="${RUN_DIR}/simexec"
+  mkdir -p "${RUN_DIR}"
+  printf '#!/bin/sh\nexec %q %q "$@"\n' "$(nodesim_python)" "${TESTBED_SCRIPTS}/simexec.py" >"${launcher}"
+  chmod 755 "${launcher}"
+  local esc_launcher esc_state
+  esc_launcher="$(printf '%s' "${launcher}" | sed 's/[&|\\]/\\&/g')"
+  esc_state="$(printf '%s' "${TESTBED_STATE}" | sed 's/[&|\\]/\\&/g')"
+  sed -e "s|@EXEC_WRAPPER@|${esc_launcher}|" -e "s|@TESTBED_STATE@|${esc_state}|" \
+    "${TESTBED_SCRIPTS}/manifests/kwok-defaults.yaml" | kc apply -f - >/dev/null
 }
 
 # Python with the kubernetes client for nodesim: $KUBILITICS_TESTBED_PYTHON, else a venv kept in
@@ -108,6 +118,8 @@ fi
 
 if answers; then
   ensure_nodesim
+  grep -q "kwok-testbed" "${CLUSTER_DIR}/kwok.yaml" 2>/dev/null ||
+    tb_log "WARNING: this cluster was made by an older up.sh: its kwok runs exec commands on this machine; recreate it (down.sh, then up.sh)"
   tb_log "cluster ${TESTBED_CLUSTER} already running; reusing it (kubeconfig: ${TESTBED_KUBECONFIG})"
   exit 0
 fi
@@ -150,7 +162,7 @@ options:
   kubeControllerManagerBinary: ${TESTBED_BIN}/kube-controller-manager
   kubeSchedulerBinary: ${TESTBED_BIN}/kube-scheduler
   kubectlBinary: ${TESTBED_BIN}/kubectl
-  kwokControllerBinary: ${TESTBED_BIN}/kwok
+  kwokControllerBinary: ${TESTBED_BIN}/kwok-testbed
   metricsServerBinary: ${TESTBED_BIN}/metrics-server
   metricsServerManifests:
   - ${TESTBED_SCRIPTS}/manifests/metrics-server
