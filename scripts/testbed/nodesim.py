@@ -19,10 +19,15 @@ image registry (images.yaml):
   * readiness/liveness/startup probes (httpGet/tcpSocket/exec) against what the image serves ->
     Unhealthy events, not Ready, Killing + restart
   * deletion (grace period honoured up to a cap), Job-style restartPolicy Never/OnFailure
+  * the node's memory running out (pods using more than allocatable) -> the kubelet's eviction
+    manager: MemoryPressure, EvictionThresholdMet, the pod using most above its request Evicted
 
+Container commands run in the simulated shell (simshell.py), with the cluster's Services as DNS.
 It writes CRI-format container logs (current and previous) and tells kwok where they are with a
 Logs object per pod, and reports memory/cpu use with a ResourceUsage object per pod (both owned
 by the pod, so they go away with it). Events look like the kubelet's (source kubelet, host node).
+For `kubectl exec` (simexec.py) it records each running container in <state>/exec and the
+Services in <state>/run/net.json.
 
 Usage: nodesim.py --kubeconfig PATH --context NAME --state DIR [--catalog images.yaml]
 """
