@@ -1,7 +1,7 @@
 """Pods on the test cluster with known logs, for the logs and exec tests (integration and e2e).
 
 The node simulator starts each container from its "image" and writes the lines its command prints
-as CRI log files, which kwok serves; exec runs the command on this machine (kwok's ClusterExec).
+as CRI log files, which kwok serves; exec runs the command in the simulated container (simexec.py).
 What the simulator cannot do is print later lines by itself, so `append_log` plays the container
 writing more output: it appends to the file named by the pod's kwok Logs object.
 """

@@ -80,22 +80,28 @@ EOF
 }
 
 # ---- kwok / kwokctl / metrics-server: plain modules without replace lines ----
-build_kwok_cmd() { # $1 = kwok | kwokctl
+build_kwok_cmd() { # $1 = kwok | kwokctl, $2 = the binary's name in the cache (default $1)
   local ld="-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${KUBE_VERSION#v}"
   local dir src="${TESTBED_SRC}/kwok-${KWOK_VERSION}"
   dir="$(go mod download -json "sigs.k8s.io/kwok@${KWOK_VERSION}" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')"
   [[ -d "$dir" ]] || tb_die "step $1: module sigs.k8s.io/kwok@${KWOK_VERSION} not found"
-  # kwok (the node side) gets one fix, applied to a copy of the module in the cache (nothing is
-  # vendored in the repo): `kubectl exec` must report the command's exit code as a kubelet does
-  # (see kwok-patch/exec_exit_code.go).
+  # kwok (the node side) gets two changes, applied to a copy of the module in the cache (nothing
+  # is vendored in the repo): `kubectl exec` reports the command's exit code as a kubelet does
+  # (kwok-patch/exec_exit_code.go), and an exec target may name a wrapper that runs the command
+  # in the simulated container instead of on the host (kwok-patch/exec_wrapper.go).
   rm -rf "$src" && cp -r "$dir" "$src" && chmod -R u+w "$src"
   local exec_go="$src/pkg/kwok/server/debugging_exec.go"
   grep -q 'err := utilsexec.Exec(ctx, cmd\[0\], cmd\[1:\]...)' "$exec_go" ||
     tb_die "step $1: kwok ${KWOK_VERSION} exec code changed; update scripts/testbed/kwok-patch"
+  grep -q '^	// Set the environment variables.$' "$exec_go" ||
+    tb_die "step $1: kwok ${KWOK_VERSION} exec code changed; update scripts/testbed/kwok-patch"
   sed -i '/err := utilsexec.Exec(ctx, cmd\[0\], cmd\[1:\]...)/{n;n;s/return err/return kubiliticsExitCode(err)/}' "$exec_go"
-  grep -q 'return kubiliticsExitCode(err)' "$exec_go" || tb_die "step $1: patching $exec_go failed"
+  sed -i 's|^	// Set the environment variables.$|	cmd = kubiliticsExecWrapper(execTarget.Local.Envs, podNamespace, podName, container, cmd)\n\n&|' "$exec_go"
+  grep -q 'return kubiliticsExitCode(err)' "$exec_go" && grep -q 'cmd = kubiliticsExecWrapper(' "$exec_go" ||
+    tb_die "step $1: patching $exec_go failed"
   cp "${TESTBED_SCRIPTS}/kwok-patch/exec_exit_code.go" "$src/pkg/kwok/server/zz_kubilitics_exec_exit_code.go"
-  (cd "$src" && go build -trimpath -ldflags "$ld" -o "${TESTBED_BIN}/$1" "./cmd/$1")
+  cp "${TESTBED_SCRIPTS}/kwok-patch/exec_wrapper.go" "$src/pkg/kwok/server/zz_kubilitics_exec_wrapper.go"
+  (cd "$src" && go build -trimpath -ldflags "$ld" -o "${TESTBED_BIN}/${2:-$1}" "./cmd/$1")
 }
 
 build_metrics_server() {
@@ -163,7 +169,9 @@ build_kube_cmd() { # $1 = command name under k8s.io/kubernetes/cmd
 
 tb_log "cache: ${TESTBED_CACHE}  (kubernetes ${KUBE_VERSION}, etcd ${ETCD_VERSION}, kwok ${KWOK_VERSION}, metrics-server ${METRICS_SERVER_VERSION})"
 run_step etcd "${ETCD_VERSION}" -- build_etcd
-run_step kwok "${KWOK_VERSION}/${KUBE_VERSION}+exitcode" -- build_kwok_cmd kwok
+# The patched kwok has its own name (kwok-testbed): caches shared with checkouts that still use
+# the older patch set (binary `kwok`) then keep both instead of rebuilding each other's.
+run_step kwok-testbed "${KWOK_VERSION}/${KUBE_VERSION}+exitcode+execwrapper" -- build_kwok_cmd kwok kwok-testbed
 run_step kwokctl "${KWOK_VERSION}/${KUBE_VERSION}" -- build_kwok_cmd kwokctl
 run_step metrics-server "${METRICS_SERVER_VERSION}" -- build_metrics_server
 # kwok's own node stages (initialize + heartbeat with lease), copied from the module into the

@@ -19,10 +19,15 @@ image registry (images.yaml):
   * readiness/liveness/startup probes (httpGet/tcpSocket/exec) against what the image serves ->
     Unhealthy events, not Ready, Killing + restart
   * deletion (grace period honoured up to a cap), Job-style restartPolicy Never/OnFailure
+  * the node's memory running out (pods using more than allocatable) -> the kubelet's eviction
+    manager: MemoryPressure, EvictionThresholdMet, the pod using most above its request Evicted
 
+Container commands run in the simulated shell (simshell.py), with the cluster's Services as DNS.
 It writes CRI-format container logs (current and previous) and tells kwok where they are with a
 Logs object per pod, and reports memory/cpu use with a ResourceUsage object per pod (both owned
 by the pod, so they go away with it). Events look like the kubelet's (source kubelet, host node).
+For `kubectl exec` (simexec.py) it records each running container in <state>/exec and the
+Services in <state>/run/net.json.
 
 Usage: nodesim.py --kubeconfig PATH --context NAME --state DIR [--catalog images.yaml]
 """
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import hashlib
 import heapq
 import json
@@ -38,7 +44,6 @@ import logging
 import os
 import queue
 import re
-import shlex
 import signal
 import sys
 import threading
@@ -52,11 +57,26 @@ import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
+import simshell  # the simulated shell (next to this file)
+from simshell import APPLETS, SHELLS, has_binary
+
 log = logging.getLogger("nodesim")
 
 BACKOFF_SCALE = float(os.environ.get("NODESIM_BACKOFF_SCALE", "1"))  # <1 speeds up back-offs
 PULL_SECONDS = float(os.environ.get("NODESIM_PULL_SECONDS", "0.5"))
 MAX_BACKOFF = 300.0
+PAGE = 4096
+# Node-pressure eviction as the kubelet's eviction manager does it with its defaults: the hard
+# threshold memory.available<100Mi (no soft thresholds, no minimum reclaim).
+EVICTION_HARD_MEMORY = 100 * 1024**2
+# The kubelet re-evaluates every 10s (--housekeeping-interval); 1s here, so tests are quick.
+EVICTION_INTERVAL = 1.0
+# How long MemoryPressure stays True after the threshold was last met: the kubelet's
+# --eviction-pressure-transition-period is 5m; 30s by default here, so a scenario's node recovers
+# (and the ReplicaSet's replacement pod can land, grow and be evicted again) within a test run.
+PRESSURE_TRANSITION = float(os.environ.get("NODESIM_PRESSURE_TRANSITION", "30"))
+# Pods the kubelet never evicts: system-node-critical / system-cluster-critical priority.
+SYSTEM_CRITICAL_PRIORITY = 2_000_000_000
 DEFAULT_ARCHES = ["amd64", "arm64"]
 
 
@@ -130,6 +150,7 @@ class Registry:
         data = yaml.safe_load(path.read_text())
         self.registries: dict[str, dict] = data.get("registries", {})
         self.images: dict[str, dict] = data.get("images", {})
+        self.internet: dict[str, str] = data.get("internet", {})  # host name -> IP
 
     def resolve(self, ref: ImageRef, pull_hosts: set[str]) -> tuple[dict | None, str]:
         """Returns (image spec, "") or (None, error message as containerd words it)."""
@@ -163,200 +184,44 @@ class Registry:
         return img, ""
 
 
-# --------------------------------------------------------------------------- tiny programs
-
-SHELLS = {"sh", "bash", "ash", "dash", "zsh"}
-APPLETS = {
-    "echo", "printf", "exit", "sleep", "true", "false", "cat", "env", "printenv", "date",
-    "hostname", "ls", "test", "[", "wget", "nslookup", "touch", "mkdir", "rm", "id", "whoami",
-    "pwd", "uname", "yes", "tail", "head", "grep", "seq", "nc", "ping", "kill", "trap", "set",
-    "export", "cd", "exec", ":",
-}
+# --------------------------------------------------------------------------- programs
 
 
-@dataclass
-class RunResult:
-    lines: list[str] = field(default_factory=list)
-    code: int | None = 0  # None: still running at the end (a server / endless loop)
-    duration: float = 0.0  # seconds before the exit (or before going idle)
+def stress_options(args: list[str]) -> dict[str, str]:
+    """`stress` options as its getopt_long reads them (--vm 2, --vm-bytes=1G, -m 2, --help)."""
+    short = {"-c": "cpu", "-i": "io", "-m": "vm", "-d": "hdd", "-t": "timeout", "-?": "help"}
+    flags = {"help", "verbose", "quiet", "dry-run", "vm-keep"}
+    opts: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        name = short.get(a) or (a[2:] if a.startswith("--") else "")
+        value = ""
+        if "=" in name:
+            name, value = name.split("=", 1)
+        elif name and name not in flags and i + 1 < len(args):
+            i += 1
+            value = args[i]
+        if name:
+            opts[name] = value
+        i += 1
+    return opts
 
 
-def has_binary(img: dict, exe: str) -> bool:
-    bins = [str(b) for b in img.get("binaries", [])]
-    bins += [str(x[0]) for x in (img.get("entrypoint"), img.get("cmd")) if x]  # the image's own program
-    base = exe.rsplit("/", 1)[-1]
-    if "*shell*" in bins and (base in SHELLS or base in APPLETS):
-        return True
-    return exe in bins or base in bins or f"/{base}" in bins
+def stress_bytes(text: str) -> float:
+    """stress's size suffixes: b, k, m, g are powers of 1024 (900M = 900Mi)."""
+    m = re.fullmatch(r"(\d+)([bBkKmMgG]?)", text.strip())
+    if not m:
+        return 256 * 1024**2
+    return int(m.group(1)) * {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
 
 
-def run_shell(script: str, env: dict[str, str], img: dict) -> RunResult:
-    """Interpret the small subset of sh that container commands use."""
-    res = RunResult()
-    files: set[str] = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/etc/os-release"}
-
-    def expand(word: str) -> str:
-        return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env.get(m.group(1), ""), word)
-
-    # An endless loop (`while true; do ...; sleep N; done`) keeps the container running after
-    # whatever ran before it.
-    loop = re.search(r"(^|[;&|\n]\s*)(while|until)\s", script)
-    forever = bool(loop)
-    if loop:
-        script = script[: loop.start()]
-    statements = [s for s in re.split(r"\n|;(?![^'\"]*['\"])", script) if s.strip()]
-    for stmt in statements:
-        for part, op in _split_logic(stmt):
-            if op == "&&" and res.code not in (0, None):
-                continue
-            if op == "||" and res.code == 0:
-                continue
-            try:
-                words = [expand(w) for w in shlex.split(part, posix=True)]
-            except ValueError:
-                res.lines.append("sh: syntax error: unterminated quoted string")
-                res.code = 2
-                return res
-            if not words:
-                continue
-            code = _run_word(words, res, env, files, img)
-            if code == "exit":
-                return res
-            if res.code is None:
-                return res
-    if forever:
-        res.code = None
-    return res
-
-
-def _split_logic(stmt: str) -> list[tuple[str, str]]:
-    parts, op, buf = [], "", ""
-    tokens = re.split(r"(&&|\|\|)", stmt)
-    for tok in tokens:
-        if tok in ("&&", "||"):
-            parts.append((buf, op))
-            op, buf = tok, ""
-        else:
-            buf += tok
-    parts.append((buf, op))
-    return [(p.strip(), o) for p, o in parts if p.strip()]
-
-
-def _run_word(words: list[str], res: RunResult, env: dict, files: set, img: dict) -> str | None:
-    cmd, args = words[0], words[1:]
-    args = [a for a in args if a not in (">&2", "1>&2", "2>&1")]
-    out_file = None
-    if ">" in args:
-        i = args.index(">")
-        out_file, args = (args[i + 1] if i + 1 < len(args) else None), args[:i]
-    base = cmd.rsplit("/", 1)[-1]
-    if base == "exit":
-        res.code = int(args[0]) if args and args[0].lstrip("-").isdigit() else 0
-        return "exit"
-    if base == "echo":
-        text = " ".join(a for a in args if a not in ("-n", "-e"))
-        if out_file:
-            files.add(out_file)
-        else:
-            res.lines.append(text)
-        res.code = 0
-    elif base == "printf":
-        fmt = args[0] if args else ""
-        text = fmt.replace("%s", " ".join(args[1:])).replace("\\n", "\n")
-        res.lines.extend(l for l in text.split("\n") if l)
-        res.code = 0
-    elif base == "sleep":
-        arg = args[0] if args else "0"
-        if arg in ("infinity", "inf") or (arg.replace(".", "").isdigit() and float(arg) >= 3600):
-            res.code = None
-            return None
-        res.duration += float(arg.rstrip("s")) if arg.rstrip("s").replace(".", "").isdigit() else 0
-        res.code = 0
-    elif base in ("true", ":", "set", "export", "cd", "trap"):
-        res.code = 0
-    elif base == "false":
-        res.code = 1
-    elif base in ("env", "printenv"):
-        res.lines.extend(f"{k}={v}" for k, v in sorted(env.items()))
-        res.code = 0
-    elif base == "date":
-        res.lines.append(datetime.now(timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y"))
-        res.code = 0
-    elif base in ("hostname", "whoami", "id", "pwd", "uname"):
-        res.lines.append({"hostname": env.get("HOSTNAME", "pod"), "whoami": "root", "id": "uid=0(root) gid=0(root)",
-                          "pwd": "/", "uname": "Linux"}[base])
-        res.code = 0
-    elif base in ("touch", "mkdir"):
-        files.update(args)
-        res.code = 0
-    elif base in ("rm",):
-        files.difference_update(args)
-        res.code = 0
-    elif base in ("cat", "tail", "head"):
-        missing = [a for a in args if not a.startswith("-") and a not in files]
-        for a in missing:
-            res.lines.append(f"{base}: can't open '{a}': No such file or directory")
-        res.code = 1 if missing else 0
-    elif base in ("test", "["):
-        if len(args) >= 2 and args[0] in ("-f", "-e"):
-            res.code = 0 if args[1] in files else 1
-        else:
-            res.code = 0
-    elif base in ("wget", "nslookup", "nc", "ping"):
-        host = next((a for a in args if not a.startswith("-")), "")
-        host = re.sub(r"^[a-z]+://", "", host).split("/")[0].split(":")[0]
-        res.lines.append(f"{base}: bad address '{host}'" if base != "nslookup"
-                         else f"** server can't find {host}: NXDOMAIN")
-        res.code = 1
-    elif base in ("python", "python3") and "-c" in args and has_binary(img, base):
-        sub = run_python(args[args.index("-c") + 1] if args.index("-c") + 1 < len(args) else "")
-        res.lines.extend(sub.lines)
-        res.duration += sub.duration
-        res.code = sub.code
-        if sub.code is None:
-            return None
-    elif base in SHELLS and "-c" in args:
-        sub = run_shell(args[args.index("-c") + 1] if args.index("-c") + 1 < len(args) else "", env, img)
-        res.lines.extend(sub.lines)
-        res.duration += sub.duration
-        res.code = sub.code
-    elif has_binary(img, cmd) and base not in SHELLS:
-        res.code = 0  # another program of the image: assume it does its job
-    else:
-        res.lines.append(f"sh: {cmd}: not found")
-        res.code = 127
-    return None
-
-
-def run_python(code: str) -> RunResult:
-    """Enough of `python -c` for container commands: print, sleep, sys.exit, raise."""
-    res = RunResult()
-    for stmt in [s.strip() for s in re.split(r"\n|;", code) if s.strip()]:
-        if stmt.startswith("import ") or stmt.startswith("from "):
-            continue
-        m = re.match(r"print\((['\"])(.*)\1\)$", stmt)
-        if m:
-            res.lines.append(m.group(2))
-            continue
-        m = re.match(r"(?:time\.)?sleep\(([\d.]+)\)$", stmt)
-        if m:
-            res.duration += float(m.group(1))
-            continue
-        if re.match(r"while True:", stmt):
-            res.code = None
-            return res
-        m = re.match(r"(?:sys\.)?exit\((\d*)\)$", stmt)
-        if m:
-            res.code = int(m.group(1) or 0)
-            return res
-        m = re.match(r"raise (\w+)\((['\"]?)(.*)\2\)$", stmt)
-        if m:
-            res.lines += ["Traceback (most recent call last):", '  File "<string>", line 1, in <module>',
-                          f"{m.group(1)}: {m.group(3)}"]
-            res.code = 1
-            return res
-    res.code = 0
-    return res
+def stress_seconds(text: str) -> float:
+    """stress --timeout N[smhdy]."""
+    m = re.fullmatch(r"(\d+)([smhdy]?)", text.strip())
+    if not m:
+        return 0.0
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "y": 31536000}[m.group(2)]
 
 
 # --------------------------------------------------------------------------- simulation state
@@ -365,7 +230,7 @@ def run_python(code: str) -> RunResult:
 @dataclass
 class Plan:
     """What a started container will do."""
-    lines: list[str]
+    lines: list  # what it prints: lines, or (stream, line) when the stream is known
     exit_at: float | None  # None: runs until stopped
     code: int = 0
     reason: str = "Completed"
@@ -374,7 +239,28 @@ class Plan:
     cpu: float = 0.0
     ports: list[int] = field(default_factory=list)
     http_paths: list[str] = field(default_factory=list)
-    files: set[str] = field(default_factory=set)
+    http_body: list[str] = field(default_factory=list)
+    box: simshell.Container | None = None  # the shell's view of the container (files for exec probes)
+    # Memory that is filled over time (a stress worker touching its pages, a leak): it grows
+    # linearly from memory_from at grow_from to `memory` at grow_until.
+    memory_from: float = 0.0
+    grow_from: float = 0.0
+    grow_until: float = 0.0
+
+    def memory_at(self, t: float) -> float:
+        """Working set at time t, whole pages (what cAdvisor would report)."""
+        mem = self.memory
+        if self.grow_from <= t < self.grow_until:
+            mem = self.memory_from + (self.memory - self.memory_from) * (t - self.grow_from) / (
+                self.grow_until - self.grow_from)
+        elif t < self.grow_from:
+            mem = self.memory_from
+        return float(int(mem) // PAGE * PAGE)
+
+    def grow(self, start: float, to: float, seconds: float) -> None:
+        """From what it uses now, fill memory up to `to` bytes within `seconds`."""
+        self.memory_from, self.memory = self.memory, to
+        self.grow_from, self.grow_until = start, start + max(0.0, seconds)
 
 
 @dataclass
@@ -415,6 +301,54 @@ class PodSim:
     deleting: bool = False
     phase: str = "Pending"
     finished: bool = False
+    # Set when the kubelet ends the pod itself (eviction, admission rejection): the pod's
+    # status.reason / status.message and, for an eviction, its DisruptionTarget condition.
+    ended: dict | None = None
+
+
+@dataclass
+class NodeMemory:
+    """What the eviction manager knows about one node."""
+
+    pressure: bool | None = None  # MemoryPressure as last written; None: read it from the node
+    last_met: float = 0.0  # when memory.available was last seen below the threshold
+    check_at: float = 0.0  # when a check is queued (0: none)
+
+
+def format_bytes(n: float) -> str:
+    """A byte count as Kubernetes prints a BinarySI quantity: 921Mi, 943108Ki, 0."""
+    n = int(n)
+    for suffix, unit in (("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
+        if n and n % unit == 0:
+            return f"{n // unit}{suffix}"
+    return str(n)
+
+
+def pod_memory_request(pod: dict) -> float:
+    """The pod's memory request as the kubelet ranks by it: its containers' sum, or the largest
+    init container's if that is more."""
+    def req(c: dict) -> float:
+        return parse_quantity(((c.get("resources") or {}).get("requests") or {}).get("memory"))
+    spec = pod["spec"]
+    total = sum(req(c) for c in spec.get("containers") or [])
+    return max([total] + [req(c) for c in spec.get("initContainers") or []])
+
+
+def best_effort(pod: dict) -> bool:
+    """QoS class BestEffort: no container has any request or limit."""
+    spec = pod["spec"]
+    return not any((c.get("resources") or {}).get(k)
+                   for c in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+                   for k in ("requests", "limits"))
+
+
+def tolerates_memory_pressure(pod: dict) -> bool:
+    for t in pod["spec"].get("tolerations") or []:
+        key_ok = t.get("key") in (None, "", "node.kubernetes.io/memory-pressure") and (
+            t.get("key") or t.get("operator") == "Exists")
+        if key_ok and t.get("effect") in (None, "", "NoSchedule"):
+            return True
+    return False
 
 
 class NodeSim:
@@ -425,6 +359,9 @@ class NodeSim:
         self.custom = client.CustomObjectsApi(self.api)
         self.registry = Registry(catalog)
         self.logdir = state / "logs" / "pods"
+        # What `kubectl exec` needs to run a command in a simulated container (read by simexec.py).
+        self.execdir = state / "exec"
+        self.net_file = state / "run" / "net.json"
         self.logdir.mkdir(parents=True, exist_ok=True)
         self.pods: dict[str, dict] = {}
         self.sims: dict[str, PodSim] = {}
@@ -435,11 +372,15 @@ class NodeSim:
         self.events: dict[tuple, tuple[str, int, float]] = {}
         self.ip_used: set[str] = set()
         self.ip_next = 2
+        self.node_pods: dict[str, set[str]] = {}  # node name -> uids of its pods
+        self.net: tuple[float, dict] = (0.0, {})  # when the cluster's DNS/Service view was taken, and it
+        self.node_memory: dict[str, NodeMemory] = {}
         self.stop = threading.Event()
 
     # ---- plumbing
     def run(self) -> None:
         threading.Thread(target=self._watch_pods, daemon=True).start()
+        self._schedule("net/refresh", 1)
         log.info("nodesim running")
         while not self.stop.is_set():
             timeout = 1.0
@@ -457,8 +398,13 @@ class NodeSim:
             due: set[str] = set()
             while self.timers and self.timers[0][0] <= now:
                 due.add(heapq.heappop(self.timers)[1])
-            for uid in due:
-                self._reconcile_safe(uid)
+            for key in due:
+                if key == "net/refresh":
+                    self._refresh_net_file()
+                elif key.startswith("node/"):
+                    self._eviction_check_safe(key[len("node/"):])
+                else:
+                    self._reconcile_safe(key)
 
     def _watch_pods(self) -> None:
         selector = "spec.nodeName!="
@@ -501,6 +447,10 @@ class NodeSim:
     def _forget(self, uid: str) -> None:
         self.pods.pop(uid, None)
         sim = self.sims.pop(uid, None)
+        if sim:
+            self.node_pods.get(sim.node, set()).discard(uid)
+            for c in sim.containers.values():
+                self._exec_stopped(sim, c)
         if sim and sim.ip:
             self.ip_used.discard(sim.ip)
         for key in [k for k in self.events if k[0] == uid]:
@@ -527,9 +477,9 @@ class NodeSim:
             self._schedule(uid, 5)
 
     # ---- API helpers
-    def node(self, name: str) -> dict:
+    def node(self, name: str, fresh: bool = False) -> dict:
         cached = self.node_cache.get(name)
-        if cached and cached[0] > time.time():
+        if cached and cached[0] > time.time() and not fresh:
             return cached[1]
         try:
             data = json.loads(self.v1.read_node(name, _preload_content=False).data)
@@ -621,6 +571,8 @@ class NodeSim:
         if sim.finished:
             return
         sim.phase = pod.get("status", {}).get("phase", "Pending")
+        if not (pod.get("status") or {}).get("containerStatuses") and not self._admit(pod, sim, now):
+            return
 
         volume_error = self._volume_error(pod)
         wake: list[float] = []
@@ -674,6 +626,9 @@ class NodeSim:
             c.restarts = prior.get(c.name, {}).get("restartCount", 0)
             sim.containers[c.name] = c
         self.sims[sim.uid] = sim
+        self.node_pods.setdefault(sim.node, set()).add(sim.uid)
+        if st.get("phase") in ("Succeeded", "Failed"):
+            sim.finished = True  # ended before nodesim (re)started: nothing runs any more
         return sim
 
     def _alloc_ip(self) -> str:
@@ -874,6 +829,8 @@ class NodeSim:
         self.event(pod, "Normal", "Created", f"Created container: {c.name}", c.name, c.init)
         self.event(pod, "Normal", "Started", f"Started container {c.name}", c.name, c.init)
         self._write_log(sim, c, plan.lines, now, rotate=True)
+        self._check_node_soon(sim.node)
+        self._exec_context(sim, c, plan.box or self._box(pod, sim, cspec, img, env), now)
 
     def _plan(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, img: dict, env: dict,
               argv: list[str], now: float) -> Plan:
@@ -883,7 +840,8 @@ class NodeSim:
             "{now}", datetime.now(timezone.utc).strftime("%Y/%m/%d %H:%M:%S"))
         mem = parse_quantity(img.get("memory", "8Mi"))
         plan = Plan(lines=[], exit_at=None, memory=mem, cpu=parse_quantity(img.get("cpu", "1m")),
-                    ports=[int(p) for p in img.get("ports") or []], http_paths=list(img.get("http_paths") or []))
+                    ports=[int(p) for p in img.get("ports") or []], http_paths=list(img.get("http_paths") or []),
+                    http_body=[str(x) for x in img.get("http_body") or []])
         node = self.node(sim.node)
         arch = (node.get("status", {}).get("nodeInfo") or {}).get("architecture") or "amd64"
         if arch not in (img.get("arch") or DEFAULT_ARCHES):
@@ -892,30 +850,29 @@ class NodeSim:
         base = argv[0].rsplit("/", 1)[-1]
         custom_cmd = bool(cspec.get("command") or cspec.get("args") is not None)
         if program == "shell" or (custom_cmd and (base in SHELLS or base in APPLETS or base in ("python", "python3"))):
-            if base in SHELLS:
-                script = argv[argv.index("-c") + 1] if "-c" in argv and argv.index("-c") + 1 < len(argv) else ""
-                result = run_shell(script, env, img) if script else RunResult()
-            elif base in ("python", "python3"):
-                code = argv[argv.index("-c") + 1] if "-c" in argv and argv.index("-c") + 1 < len(argv) else ""
-                result = run_python(code) if code else RunResult()
-            else:
-                result = run_shell(shlex.join(argv), env, img)
-            plan.lines = result.lines
+            # The command runs in the simulated shell: what it prints, how it ends, what it serves.
+            plan.box = self._box(pod, sim, cspec, img, env)
+            result = simshell.run_argv(argv, plan.box)
+            plan.lines = result.output
             if result.code is not None:
                 plan.exit_at, plan.code = now + max(0.3, result.duration), result.code
                 plan.reason = "Completed" if result.code == 0 else "Error"
-            plan.ports = []
+            plan.ports, plan.http_paths = result.ports, []
         elif program == "stress":
-            args = " ".join(argv)
-            m = re.search(r"--vm-bytes\s+(\d+[kKmMgG]?)", args)
-            if m:
-                plan.memory = parse_quantity(m.group(1).upper().replace("K", "Ki").replace("M", "Mi").replace("G", "Gi"))
-            plan.lines = ["stress: info: [1] dispatching hogs: 0 cpu, 0 io, 1 vm, 0 hdd"]
-            t = re.search(r"--timeout\s+(\d+)", args)
-            if "--help" in args or "--vm" not in args:
+            opts = stress_options(argv[1:])
+            if "help" in opts or not (opts.get("vm") or opts.get("cpu") or opts.get("io") or opts.get("hdd")):
                 plan.lines, plan.exit_at, plan.code, plan.reason = ["`stress' imposes certain types of compute stress on your system"], now + 0.2, 0, "Completed"
-            elif t:
-                plan.exit_at = now + int(t.group(1))
+            else:
+                workers = {k: int(opts.get(k) or 0) for k in ("cpu", "io", "vm", "hdd")}
+                plan.lines = ["stress: info: [1] dispatching hogs: {cpu} cpu, {io} io, {vm} vm, {hdd} hdd".format(**workers)]
+                # Each vm worker keeps --vm-bytes (default 256M) allocated and touches its pages at
+                # the image's fill rate, so the working set grows over a second or two.
+                filled = workers["vm"] * stress_bytes(opts.get("vm-bytes") or "256M")
+                rate = parse_quantity(img.get("memory_fill_rate", "512Mi"))
+                plan.grow(now, plan.memory + filled, filled / rate if rate else 0)
+                plan.cpu = max(plan.cpu, workers["cpu"] + workers["vm"])
+                if opts.get("timeout"):
+                    plan.exit_at = now + stress_seconds(opts["timeout"])
         elif program == "exit":
             plan.lines = [fill(l) for l in img.get("logs") or []]
             plan.exit_at, plan.code = now + float(img.get("runtime", 1)), int(img.get("exit_code", 1))
@@ -927,16 +884,19 @@ class NodeSim:
                 plan.exit_at, plan.code, plan.reason = now + 0.5, 1, "Error"
             else:
                 plan.lines = [fill(l) for l in img.get("logs") or []]
-        # Memory use above the container limit: the kernel OOM killer ends it (137).
+        if img.get("memory_peak") and program != "stress":  # a leak: grows to its peak
+            plan.grow(now, max(plan.memory, parse_quantity(img["memory_peak"])), float(img.get("peak_after", 1.5)))
+        # Memory use above the container limit: the kernel OOM killer ends it (137) when the
+        # working set reaches the limit.
         limit = parse_quantity(((cspec.get("resources") or {}).get("limits") or {}).get("memory"))
-        peak = max(plan.memory, parse_quantity(img.get("memory_peak")) if img.get("memory_peak") else 0)
-        if limit and peak > limit:
-            when = now + (float(img.get("peak_after", 1.5)) if img.get("memory_peak") else 1.5)
+        if limit and plan.memory > limit:
+            when = now + 1.5  # memory in use at start: the process dies as it starts up
+            if plan.grow_until > now and plan.memory_from < limit:
+                when = plan.grow_from + (plan.grow_until - plan.grow_from) * (limit - plan.memory_from) / (
+                    plan.memory - plan.memory_from)
             if plan.exit_at is None or when < plan.exit_at:
                 plan.exit_at, plan.code, plan.reason = when, 137, "OOMKilled"
-                plan.memory = limit
-        elif img.get("memory_peak"):
-            plan.memory = peak  # grows to its peak; reported once it gets there
+                plan.memory, plan.grow_until = limit, min(plan.grow_until, when)
         return plan
 
     def _run(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, now: float, wake: list[float]) -> None:
@@ -952,6 +912,8 @@ class NodeSim:
             return
         if plan.exit_at is not None:
             wake.append(plan.exit_at)
+        if plan.grow_until > now:
+            wake.append(min(plan.grow_until, now + 1))  # report the growing working set each second
         # Probes, as the kubelet runs them.
         alive = self._probe(pod, sim, c, cspec, "startupProbe", now, wake)
         if alive is False:
@@ -1024,8 +986,10 @@ class NodeSim:
             return (port in plan.ports), f'timeout: failed to connect service "{sim.ip}:{port}" within 1s'
         if "exec" in probe:
             cmd = probe["exec"].get("command") or []
-            img, _ = self.registry.resolve(parse_image(cspec.get("image", "")) or ImageRef("", "", "", "", None), {"*"})
-            result = run_shell(shlex.join(cmd), {}, img or {"binaries": ["*shell*"]})
+            box = plan.box or self._box(self.pods.get(sim.uid) or {}, sim, cspec, self._image(cspec), {})
+            # The files as the container's command has left them by now.
+            probe_box = dataclasses.replace(box, files=box.files_at(time.time() - c.started_at), history=[])
+            result = simshell.run_argv(cmd, probe_box)
             if result.code in (0, None):
                 return True, ""
             return False, "\n".join(result.lines)
@@ -1034,6 +998,7 @@ class NodeSim:
     def _exited(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, term: dict, now: float,
                 run_error: str = "", force_restart: bool = False) -> None:
         c.ready = False
+        self._exec_stopped(sim, c)
         c.term = term
         c.state = {"terminated": term}  # lastState moves when the container is restarted
         policy = pod["spec"].get("restartPolicy", "Always")
@@ -1083,6 +1048,358 @@ class NodeSim:
                 raise
         sim.finished = True
 
+    # ---- what a container's shell sees: files, DNS, Services
+    def _image(self, cspec: dict) -> dict:
+        ref = parse_image(cspec.get("image", ""))
+        img, _ = self.registry.resolve(ref, {ref.host}) if ref else (None, "")
+        return img or {"binaries": ["*shell*"]}
+
+    def _box(self, pod: dict, sim: PodSim, cspec: dict, img: dict, env: dict[str, str]) -> simshell.Container:
+        """The simulated shell's view of a container: image, environment, files, network."""
+        snap = self.net_snapshot()
+        dirs = set(simshell.DEFAULT_DIRS)
+        files = {
+            "/etc/hostname": f"{sim.name}\n",
+            "/etc/hosts": f"127.0.0.1\tlocalhost\n{sim.ip}\t{sim.name}\n",
+            "/etc/resolv.conf": f"search {sim.ns}.svc.cluster.local svc.cluster.local cluster.local\n"
+                                f"nameserver {snap['dns_ip']}\noptions ndots:5\n",
+            "/etc/os-release": 'PRETTY_NAME="Linux"\n',
+            "/var/run/secrets/kubernetes.io/serviceaccount/namespace": sim.ns,
+        }
+        files.update(self._volume_files(pod, cspec, dirs))
+        # localhost: what the pod's containers serve (a sidecar's port answers on 127.0.0.1 too)
+        own = [p for cs in (pod.get("spec") or {}).get("containers") or []
+               for p in (self._image(cs).get("ports") or []) if self._image(cs).get("program") == "serve"]
+        net = simshell.Network(snap, sim.ns, sim.ip, sim.name, own)
+        return simshell.Container(img=img, env=dict(env), files=files, dirs=dirs, net=net)
+
+    def _volume_files(self, pod: dict, cspec: dict, dirs: set[str]) -> dict[str, str]:
+        """Files of the ConfigMap/Secret volumes the container mounts (emptyDirs are directories)."""
+        ns = pod["metadata"]["namespace"]
+        volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
+        files: dict[str, str] = {}
+        for m in cspec.get("volumeMounts") or []:
+            vol, mount = volumes.get(m.get("name"), {}), m.get("mountPath", "")
+            parts = mount.strip("/").split("/")
+            dirs.update("/" + "/".join(parts[:k]) for k in range(1, len(parts) + (0 if m.get("subPath") else 1)))
+            sources = []
+            for src in [vol] + [s for s in (vol.get("projected") or {}).get("sources") or []]:
+                if src.get("configMap"):
+                    sources.append(("configmap", src["configMap"].get("name"), src["configMap"].get("items")))
+                if src.get("secret"):
+                    sec = src["secret"]
+                    sources.append(("secret", sec.get("secretName") or sec.get("name"), sec.get("items")))
+            for kind, name, items in sources:
+                obj = self.get_obj(kind, ns, name or "") if name else None
+                data = {**((obj or {}).get("data") or {}), **((obj or {}).get("binaryData") or {})}
+                if kind == "secret":
+                    data = {k: base64.b64decode(v).decode(errors="replace") for k, v in data.items()}
+                paths = {it["key"]: it.get("path", it["key"]) for it in items} if items else {k: k for k in data}
+                for key, rel in paths.items():
+                    if key not in data:
+                        continue
+                    if m.get("subPath"):
+                        if m["subPath"] == rel:
+                            files[mount] = data[key]
+                    else:
+                        files[f"{mount.rstrip('/')}/{rel}"] = data[key]
+        return files
+
+    def _exec_context(self, sim: PodSim, c: CSim, box: simshell.Container, started: float) -> None:
+        """Record the started container for simexec.py (what `kubectl exec` runs in)."""
+        data = {"uid": sim.uid, "running": True, "started_at": started, "image": box.img, "env": box.env,
+                "files": box.base, "history": box.history, "dirs": sorted(box.dirs),
+                "net": {"namespace": sim.ns, "own_ip": sim.ip, "own_ports": box.net.own_ports}}
+        d = self.execdir / f"{sim.ns}_{sim.name}"
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            tmp = d / f".{c.name}.tmp"
+            tmp.write_text(json.dumps(data))
+            tmp.replace(d / f"{c.name}.json")
+        except OSError as exc:
+            log.warning("exec context of %s/%s: %s", sim.name, c.name, exc)
+
+    def _exec_stopped(self, sim: PodSim, c: CSim) -> None:
+        """The container no longer runs: exec into it fails as on a node."""
+        path = self.execdir / f"{sim.ns}_{sim.name}" / f"{c.name}.json"
+        try:
+            if json.loads(path.read_text()).get("uid") == sim.uid:  # not a newer pod of the same name
+                path.unlink()
+                path.parent.rmdir()  # fails while other containers of the pod are recorded
+        except (OSError, ValueError):
+            pass
+
+    def _refresh_net_file(self) -> None:
+        """Every 2s: the Services and what pods serve, for exec (simexec.py runs in its own process)."""
+        try:
+            data = json.dumps(self.net_snapshot(max_age=2.0), sort_keys=True)
+            if not self.net_file.exists() or self.net_file.read_text() != data:
+                self.net_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self.net_file.with_suffix(".tmp")
+                tmp.write_text(data)
+                tmp.replace(self.net_file)
+        except Exception:  # noqa: BLE001 - try again next time
+            log.exception("refreshing %s failed", self.net_file)
+        self._schedule("net/refresh", 2)
+
+    def net_snapshot(self, max_age: float = 1.0) -> dict:
+        """Services with their ready endpoints and what each running pod serves (see
+        simshell.Network), taken from the API at most once a second."""
+        taken, snap = self.net
+        if snap and time.time() - taken < max_age:
+            return snap
+        services: dict[str, dict] = {}
+        dns_ip = "10.0.0.10"
+        try:
+            svcs = json.loads(self.v1.list_service_for_all_namespaces(_preload_content=False).data)["items"]
+            slices = json.loads(client.DiscoveryV1Api(self.api).list_endpoint_slice_for_all_namespaces(
+                _preload_content=False).data)["items"]
+        except ApiException as exc:
+            log.warning("services for the simulated DNS: %s", exc.reason)
+            svcs, slices = [], []
+        by_service: dict[str, list[dict]] = {}
+        for sl in slices:
+            name = (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
+            if name:
+                by_service.setdefault(f"{name}.{sl['metadata']['namespace']}", []).append(sl)
+        for svc in svcs:
+            md, spec = svc["metadata"], svc.get("spec") or {}
+            key = f"{md['name']}.{md['namespace']}"
+            if key == "kubernetes.default" and spec.get("clusterIP"):
+                dns_ip = spec["clusterIP"].rsplit(".", 1)[0] + ".10"  # kube-dns's usual address
+            ready, numbers = [], {}
+            for sl in by_service.get(key, []):
+                for ep in sl.get("endpoints") or []:
+                    if (ep.get("conditions") or {}).get("ready", True):
+                        ready += ep.get("addresses") or []
+                for p in sl.get("ports") or []:
+                    numbers[p.get("name") or ""] = p.get("port")
+            ports = [{"port": p.get("port"), "targetPort": numbers.get(p.get("name") or "") or p.get("targetPort")}
+                     for p in spec.get("ports") or []]
+            ip = spec.get("clusterIP") or ("None" if spec.get("type") != "ExternalName" else "")
+            services[key] = {"ip": ip, "ports": ports, "endpoints": ready}
+            if spec.get("type") == "ExternalName":  # a CNAME: the external name's address
+                services[key]["ip"] = self.registry.internet.get(spec.get("externalName", ""), "")
+        pods = {}
+        for sim in self.sims.values():
+            running = [c.plan for c in sim.containers.values() if c.stage == "running" and c.plan]
+            if sim.ip and running and sim.ip != "127.0.0.1":
+                pods[sim.ip] = {"ports": sorted({p for pl in running for p in pl.ports}),
+                                "http_paths": sorted({h for pl in running for h in pl.http_paths}),
+                                "body": next((pl.http_body for pl in running if pl.http_body), [])}
+        snap = {"cluster_domain": "cluster.local", "dns_ip": dns_ip, "services": services, "pods": pods,
+                "hosts": dict(self.registry.internet)}
+        self.net = (time.time(), snap)
+        return snap
+
+    # ---- the eviction manager (node-pressure eviction of memory)
+    def _check_node_soon(self, node: str, delay: float = 0.2) -> None:
+        """Queue an eviction check of the node unless one is already due sooner."""
+        mem = self.node_memory.setdefault(node, NodeMemory())
+        at = time.time() + delay
+        if mem.check_at and mem.check_at <= at:
+            return
+        mem.check_at = at
+        self._schedule("node/" + node, delay)
+
+    def _eviction_check_safe(self, node: str) -> None:
+        mem = self.node_memory.get(node)
+        if mem is None or not mem.check_at or mem.check_at > time.time() + 0.01:
+            return  # superseded by an earlier check, which queued the next one
+        mem.check_at = 0.0
+        try:
+            self._eviction_check(node, mem, time.time())
+        except ApiException as exc:
+            if exc.status == 404:  # the node was deleted
+                self.node_memory.pop(node, None)
+                self.node_cache.pop(node, None)
+                return
+            log.warning("eviction check of node %s: %s %s", node, exc.status, exc.reason)
+            self._check_node_soon(node, 5)
+        except Exception:  # noqa: BLE001 - keep the node simulated
+            log.exception("eviction check of node %s failed", node)
+            self._check_node_soon(node, 5)
+
+    def _running(self, node: str) -> list[tuple[dict, PodSim]]:
+        """Pods of the node with a running container (the kubelet's candidates for eviction)."""
+        out = []
+        for uid in self.node_pods.get(node, ()):
+            sim, pod = self.sims.get(uid), self.pods.get(uid)
+            if sim and pod and not sim.finished and any(c.stage == "running" for c in sim.containers.values()):
+                out.append((pod, sim))
+        return out
+
+    @staticmethod
+    def _pod_memory(sim: PodSim, t: float) -> float:
+        return sum(c.plan.memory_at(t) for c in sim.containers.values() if c.stage == "running" and c.plan)
+
+    def _eviction_check(self, node: str, mem: NodeMemory, now: float) -> None:
+        """One pass of the kubelet's eviction manager for memory on `node`.
+
+        memory.available = capacity - working set, where the working set is the pods' plus the
+        system's. The system (OS, kubelet, runtime) is taken to use what the node reserves for it
+        (capacity - allocatable - the eviction threshold), so pods together can use up to
+        allocatable before the threshold is met: the arithmetic node allocatable is built on.
+        """
+        st = self.node(node, fresh=mem.pressure is None)
+        if not st:
+            self.node_memory.pop(node, None)  # the node is gone
+            return
+        status = st.get("status") or {}
+        capacity = parse_quantity((status.get("capacity") or {}).get("memory"))
+        allocatable = parse_quantity((status.get("allocatable") or {}).get("memory")) or capacity
+        if not capacity:
+            return
+        if mem.pressure is None:  # nodesim (re)started: carry on from what the node says
+            cond = next((c for c in status.get("conditions") or [] if c.get("type") == "MemoryPressure"), {})
+            mem.pressure = cond.get("status") == "True"
+            mem.last_met = now if mem.pressure else 0.0
+        system = max(0.0, capacity - allocatable - EVICTION_HARD_MEMORY)
+        pods = self._running(node)
+
+        def available(t: float) -> float:
+            return capacity - system - sum(self._pod_memory(sim, t) for _, sim in pods)
+
+        avail = available(now)
+        if avail < EVICTION_HARD_MEMORY:
+            mem.last_met = now
+            if not mem.pressure:
+                self._set_memory_pressure(node, mem, True, now)
+            self.node_event(node, "Warning", "EvictionThresholdMet", "Attempting to reclaim memory", min_interval=10)
+            victim = self._rank_memory_pressure(pods, now)
+            if victim:
+                self._evict(victim[0], victim[1], self._eviction_message(victim[0], victim[1], avail, now), now)
+            # At most one pod per pass; look again once it is gone.
+            self._check_node_soon(node, EVICTION_INTERVAL)
+            return
+        if mem.pressure:
+            if now - mem.last_met >= PRESSURE_TRANSITION:
+                self._set_memory_pressure(node, mem, False, now)
+            else:
+                self._check_node_soon(node, mem.last_met + PRESSURE_TRANSITION - now)
+        # Memory still filling up: look again the moment the threshold will be crossed (as the
+        # kubelet does when the kernel's memcg threshold notification wakes it).
+        until = max((c.plan.grow_until for _, sim in pods for c in sim.containers.values()
+                     if c.stage == "running" and c.plan and c.plan.grow_until > now), default=0.0)
+        if until and available(until) < EVICTION_HARD_MEMORY:
+            lo, hi = now, until
+            for _ in range(30):
+                mid = (lo + hi) / 2
+                lo, hi = (lo, mid) if available(mid) < EVICTION_HARD_MEMORY else (mid, hi)
+            self._check_node_soon(node, hi - now + 0.01)
+        elif until:
+            self._check_node_soon(node, until - now + 0.01)
+
+    def _rank_memory_pressure(self, pods: list[tuple[dict, PodSim]], now: float) -> tuple[dict, PodSim] | None:
+        """The kubelet's order for memory pressure: pods using more than they request first, then
+        lower priority, then the largest use above request. Critical pods are never evicted."""
+        def key(item: tuple[dict, PodSim]) -> tuple:
+            pod, sim = item
+            usage, request = self._pod_memory(sim, now), pod_memory_request(pod)
+            return (not usage > request, pod["spec"].get("priority") or 0, -(usage - request))
+        candidates = [p for p in pods if (p[0]["spec"].get("priority") or 0) < SYSTEM_CRITICAL_PRIORITY
+                      and not p[0]["metadata"].get("deletionTimestamp")]
+        return min(candidates, key=key) if candidates else None
+
+    def _eviction_message(self, pod: dict, sim: PodSim, available: float, now: float) -> str:
+        """The kubelet's wording (pkg/kubelet/eviction/helpers.go, evictionMessage)."""
+        msg = (f"The node was low on resource: memory. Threshold quantity: {format_bytes(EVICTION_HARD_MEMORY)}, "
+               f"available: {format_bytes(available // 1024 * 1024)}. ")
+        specs = (pod["spec"].get("containers") or []) + (pod["spec"].get("initContainers") or [])
+        for cspec in specs:
+            c = sim.containers.get(cspec["name"])
+            if not c or c.stage != "running" or not c.plan:
+                continue
+            usage = c.plan.memory_at(now)
+            request = ((cspec.get("resources") or {}).get("requests") or {}).get("memory")
+            if usage > parse_quantity(request):
+                msg += (f"Container {c.name} was using {format_bytes(usage)}, request is {request or 0}, "
+                        "has larger consumption of memory. ")
+        return msg
+
+    def _evict(self, pod: dict, sim: PodSim, message: str, now: float) -> None:
+        """Evict as the kubelet does: Evicted event, containers stopped, pod Failed/Evicted with a
+        DisruptionTarget condition. The pod object stays (a ReplicaSet replaces it)."""
+        log.info("evicting %s/%s from %s: %s", sim.ns, sim.name, sim.node, message)
+        self.event(pod, "Warning", "Evicted", message)
+        sim.ended = {"reason": "Evicted", "message": message,
+                     "condition": {"type": "DisruptionTarget", "status": "True",
+                                   "reason": "TerminationByKubelet", "message": message}}
+        self._stop_all(pod, sim, now)
+
+    def _stop_all(self, pod: dict, sim: PodSim, now: float) -> None:
+        """The kubelet kills the pod: running containers get SIGTERM (exit 143); containers that
+        never ran are reported as the kubelet reports them for a terminated pod."""
+        for c in sim.containers.values():
+            if c.stage == "running":
+                self.event(pod, "Normal", "Killing", f"Stopping container {c.name}", c.name, c.init)
+                c.term = {"exitCode": 143, "reason": "Error", "startedAt": now_iso(c.started_at),
+                          "finishedAt": now_iso(now), "containerID": c.container_id}
+                c.state = {"terminated": c.term}
+            elif "terminated" not in c.state:
+                c.state = {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown",
+                                          "message": "The container could not be located when the pod was terminated",
+                                          "startedAt": None, "finishedAt": None}}
+            c.stage, c.ready = "done", False
+            self._exec_stopped(sim, c)
+        self._write_status(pod, sim, now)
+        self._report_usage(pod, sim)
+        sim.finished = True
+
+    def _admit(self, pod: dict, sim: PodSim, now: float) -> bool:
+        """The kubelet's admission under MemoryPressure: BestEffort pods that do not tolerate the
+        memory-pressure taint are rejected (status Failed, reason Evicted)."""
+        mem = self.node_memory.get(sim.node)
+        if not (mem and mem.pressure) or not best_effort(pod) or tolerates_memory_pressure(pod):
+            return True
+        message = "The node had condition: [MemoryPressure]. "
+        self.event(pod, "Warning", "Evicted", message)
+        sim.ended = {"reason": "Evicted", "message": "Pod was rejected: " + message}
+        self._stop_all(pod, sim, now)
+        return False
+
+    def _set_memory_pressure(self, node: str, mem: NodeMemory, on: bool, now: float) -> None:
+        """The kubelet's MemoryPressure condition (kwok's heartbeat stage keeps it as written; the
+        node lifecycle controller adds or removes the node.kubernetes.io/memory-pressure taint)."""
+        reason = "KubeletHasInsufficientMemory" if on else "KubeletHasSufficientMemory"
+        cond = {"type": "MemoryPressure", "status": "True" if on else "False", "reason": reason,
+                "message": f"kubelet has {'insufficient' if on else 'sufficient'} memory available",
+                "lastHeartbeatTime": now_iso(now), "lastTransitionTime": now_iso(now)}
+        self.v1.patch_node_status(node, {"status": {"conditions": [cond]}},
+                                  _content_type="application/strategic-merge-patch+json", _preload_content=False)
+        mem.pressure = on
+        self.node_cache.pop(node, None)
+        log.info("node %s: MemoryPressure=%s", node, cond["status"])
+        event = "NodeHasInsufficientMemory" if on else "NodeHasSufficientMemory"
+        self.node_event(node, "Normal", event, f"Node {node} status is now: {event}")
+
+    def node_event(self, node: str, etype: str, reason: str, message: str, min_interval: float = 0) -> None:
+        """An event about a node, as the kubelet records it (namespace default, uid = node name)."""
+        key = ("node/" + node, reason, message)
+        now = time.time()
+        prior = self.events.get(key)
+        if prior and now - prior[2] < min_interval:
+            return
+        try:
+            if prior:
+                name, count, _ = prior
+                self.v1.patch_namespaced_event(name, "default", {"count": count + 1, "lastTimestamp": now_iso(now)},
+                                               _preload_content=False)
+                self.events[key] = (name, count + 1, now)
+                return
+            name = f"{node}.{uuid.uuid4().hex[:16]}"
+            self.v1.create_namespaced_event("default", {
+                "metadata": {"name": name, "namespace": "default"},
+                "involvedObject": {"kind": "Node", "name": node, "uid": node},
+                "reason": reason, "message": message, "type": etype,
+                "source": {"component": "kubelet", "host": node},
+                "reportingComponent": "kubelet", "reportingInstance": node,
+                "firstTimestamp": now_iso(now), "lastTimestamp": now_iso(now), "count": 1,
+            }, _preload_content=False)
+            self.events[key] = (name, 1, now)
+        except ApiException as exc:
+            log.warning("node event %s for %s: %s", reason, node, exc.reason)
+
     # ---- status, logs, usage
     def _container_status(self, c: CSim, cspec: dict) -> dict:
         st = {"name": c.name, "image": cspec.get("image", ""), "imageID": c.image_ref if c.started else "",
@@ -1099,7 +1416,9 @@ class NodeSim:
         init_done = all(init_ok(sim.containers[s["name"]]) for s in inits)
         policy = spec.get("restartPolicy", "Always")
         cs_main = [sim.containers[cs["name"]] for cs in spec.get("containers") or []]
-        if all(c.stage == "done" for c in cs_main) and cs_main:
+        if sim.ended:
+            phase = "Failed"
+        elif all(c.stage == "done" for c in cs_main) and cs_main:
             failed = any(c.state.get("terminated", {}).get("exitCode", 0) != 0 for c in cs_main)
             phase = "Failed" if failed else "Succeeded"
         elif any(c.stage == "done" and c.init and not c.sidecar and c.state.get("terminated", {}).get("exitCode", 0) != 0
@@ -1134,6 +1453,10 @@ class NodeSim:
                 c["message"] = f"containers with unready status: [{' '.join(not_ready)}]"
         if "PodScheduled" in prior:
             conditions.append(prior["PodScheduled"])
+        if sim.ended and sim.ended.get("condition"):
+            conditions.append({**sim.ended["condition"], "lastProbeTime": None,
+                               "lastTransitionTime": (prior.get("DisruptionTarget") or {}).get(
+                                   "lastTransitionTime") or now_iso(now)})
         host_ip = "127.0.0.1"
         status = {
             "phase": phase, "conditions": conditions, "hostIP": host_ip, "hostIPs": [{"ip": host_ip}],
@@ -1142,6 +1465,8 @@ class NodeSim:
         }
         if inits:
             status["initContainerStatuses"] = inits
+        if sim.ended:
+            status["reason"], status["message"] = sim.ended["reason"], sim.ended["message"]
         digest = json.dumps(status, sort_keys=True)
         if digest == sim.last_status:
             return
@@ -1156,7 +1481,7 @@ class NodeSim:
         d = self.logdir / f"{sim.ns}_{sim.name}_{sim.uid}" / c.name
         return d / "current.log", d / "previous.log"
 
-    def _write_log(self, sim: PodSim, c: CSim, lines: list[str], now: float, rotate: bool = False) -> None:
+    def _write_log(self, sim: PodSim, c: CSim, lines: list, now: float, rotate: bool = False) -> None:
         cur, prev = self._log_paths(sim, c)
         cur.parent.mkdir(parents=True, exist_ok=True)
         if rotate:
@@ -1168,7 +1493,10 @@ class NodeSim:
         with cur.open("a") as f:
             for i, line in enumerate(lines):
                 ts = datetime.fromtimestamp(now + i * 0.001, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-                stream = "stderr" if "error" in line.lower() or "panic" in line.lower() else "stdout"
+                if isinstance(line, tuple):  # the shell knows the stream
+                    stream, line = line
+                else:  # an image's own log lines: errors go to stderr
+                    stream = "stderr" if "error" in line.lower() or "panic" in line.lower() else "stdout"
                 f.write(f"{ts} {stream} F {line}\n")
         if not sim.logs_registered:
             self._register_logs(sim)
@@ -1200,9 +1528,10 @@ class NodeSim:
 
     def _report_usage(self, pod: dict, sim: PodSim) -> None:
         usages = []
+        now = time.time()
         for c in sim.containers.values():
             running = c.stage == "running" and c.plan is not None
-            mem = c.plan.memory if running else 0
+            mem = c.plan.memory_at(now) if running else 0
             cpu = c.plan.cpu if running else 0
             usages.append({"containers": [c.name], "usage": {
                 "memory": {"value": f"{int(mem)}"}, "cpu": {"value": f"{int(cpu * 1e9)}n"}}})

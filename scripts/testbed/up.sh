@@ -60,7 +60,17 @@ write_kubeconfig() {
 # Objects every cluster gets: nodes and the kwok behaviour CRs (exec, logs, usage).
 seed_cluster() {
   kc apply -f "${TESTBED_SCRIPTS}/manifests/nodes.yaml" >/dev/null
-  kc apply -f "${TESTBED_SCRIPTS}/manifests/kwok-defaults.yaml" >/dev/null
+  # exec goes through simexec.py, started by a launcher that names the interpreter (kwok runs the
+  # wrapper directly; the path in the ClusterExec may not contain arguments).
+  local launcher="${RUN_DIR}/simexec"
+  mkdir -p "${RUN_DIR}"
+  printf '#!/bin/sh\nexec %q %q "$@"\n' "$(nodesim_python)" "${TESTBED_SCRIPTS}/simexec.py" >"${launcher}"
+  chmod 755 "${launcher}"
+  local esc_launcher esc_state
+  esc_launcher="$(printf '%s' "${launcher}" | sed 's/[&|\\]/\\&/g')"
+  esc_state="$(printf '%s' "${TESTBED_STATE}" | sed 's/[&|\\]/\\&/g')"
+  sed -e "s|@EXEC_WRAPPER@|${esc_launcher}|" -e "s|@TESTBED_STATE@|${esc_state}|" \
+    "${TESTBED_SCRIPTS}/manifests/kwok-defaults.yaml" | kc apply -f - >/dev/null
 }
 
 # Python with the kubernetes client for nodesim: $KUBILITICS_TESTBED_PYTHON, else a venv kept in
@@ -120,6 +130,8 @@ fi
 if answers; then
   ensure_nodesim
   ensure_metrics
+  grep -q "kwok-testbed" "${CLUSTER_DIR}/kwok.yaml" 2>/dev/null ||
+    tb_log "WARNING: this cluster was made by an older up.sh: its kwok runs exec commands on this machine; recreate it (down.sh, then up.sh)"
   tb_log "cluster ${TESTBED_CLUSTER} already running; reusing it (kubeconfig: ${TESTBED_KUBECONFIG})"
   exit 0
 fi
@@ -163,7 +175,7 @@ options:
   kubeControllerManagerBinary: ${TESTBED_BIN}/kube-controller-manager
   kubeSchedulerBinary: ${TESTBED_BIN}/kube-scheduler
   kubectlBinary: ${TESTBED_BIN}/kubectl
-  kwokControllerBinary: ${TESTBED_BIN}/kwok
+  kwokControllerBinary: ${TESTBED_BIN}/kwok-testbed
   metricsServerBinary: ${TESTBED_BIN}/metrics-server
   metricsServerManifests:
   - ${TESTBED_SCRIPTS}/manifests/metrics-server
@@ -171,8 +183,14 @@ options:
   - metrics-server
   # Behaviour objects are CRs, so tests and the harness can add per-pod logs/exec/usage at run time.
   enableCRDs: [Logs, ClusterLogs, Exec, ClusterExec, ResourceUsage, ClusterResourceUsage, Attach, ClusterAttach, PortForward, ClusterPortForward]
-  # A node whose kwok stops heartbeating turns NotReady within ~20s instead of 40s.
+  # A node whose kwok stops heartbeating turns NotReady within ~20s (upstream default 50s).
+  # kwokctl multiplies every heartbeat setting by heartbeatFactor (default 5: grace 1m40s, lease
+  # 200s), so it is pinned to 1. A 20s lease is renewed every 5s (kwok renews at 1/4 of it): four
+  # renewals per grace period, so a loaded machine does not make healthy nodes flap NotReady.
+  heartbeatFactor: 1
   kubeControllerManagerNodeMonitorGracePeriodMilliseconds: 20000
+  kubeControllerManagerNodeMonitorPeriodMilliseconds: 5000
+  nodeLeaseDurationSeconds: 20
 componentsPatches:
 # Compact etcd every minute (upstream default 5m) so a watch from an old resourceVersion gets
 # 410 Gone soon, as clients must handle on long-running clusters.
@@ -190,7 +208,11 @@ componentsPatches:
 EOF
 if [[ "${PODS_MODE}" == "nodesim" ]]; then
   # Only node stages: any stage given replaces kwok's defaults, so kwok leaves pods to nodesim.
+  # A stage of the same name in scripts/testbed/kwok-stages replaces kwok's (the heartbeat keeps
+  # the pressure conditions nodesim's eviction manager writes).
   for stage in "${TESTBED_CACHE}"/kwok-stages/*.yaml; do
+    own="${TESTBED_SCRIPTS}/kwok-stages/$(basename "$stage")"
+    [[ -f "$own" ]] && stage="$own"
     printf -- '---\n' >>"${CONFIG}"
     cat "$stage" >>"${CONFIG}"
   done

@@ -24,7 +24,7 @@ TESTBED_KUBECONFIG="${TESTBED_STATE}/kubeconfig"
 export GOTOOLCHAIN=local
 export CGO_ENABLED=0
 
-TESTBED_BINARIES=(etcd kwok kwokctl metrics-server kubectl kube-apiserver kube-controller-manager kube-scheduler)
+TESTBED_BINARIES=(etcd kwok-testbed kwokctl metrics-server kubectl kube-apiserver kube-controller-manager kube-scheduler)
 
 tb_log() { printf '[testbed %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 tb_die() { printf '[testbed] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -251,6 +251,12 @@ def test_label_selector_filters_on_the_api_server(local_server, k8s_cluster, k8s
 # ---- shells ---------------------------------------------------------------------------------------
 
 
+def start_box(cluster, namespace: str) -> None:
+    """The shells' pod, Running: as on a node, exec into a container that has not started fails."""
+    cluster.kubectl("apply", "-f", "-", input=pod(namespace, "box"))
+    cluster.kubectl("wait", "-n", namespace, "--for=condition=Ready", "pod/box", "--timeout=60s", timeout=90)
+
+
 def run_shell(
     ws: ClientConnection, namespace: str, pod_name: str, word: str, **init: Any
 ) -> tuple[str, dict]:
@@ -281,7 +287,7 @@ def lines(messages: list[dict[str, Any]]) -> list[str]:
 
 
 def test_shell_runs_echo_hello_and_exits_0(local_server, k8s_cluster, k8s_namespace):
-    k8s_cluster.kubectl("apply", "-f", "-", input=pod(k8s_namespace, "box"))
+    start_box(k8s_cluster, k8s_namespace)
     with socket(local_server, local_server.admin_token, "/api/v1/shell") as ws:
         output, last = run_shell(ws, k8s_namespace, "box", "hello")
     assert last == {"type": "exit", "exit_code": 0}
@@ -291,7 +297,7 @@ def test_shell_runs_echo_hello_and_exits_0(local_server, k8s_cluster, k8s_namesp
 def test_shell_exit_code_resize_and_a_second_session_on_the_same_socket(
     local_server, k8s_cluster, k8s_namespace
 ):
-    k8s_cluster.kubectl("apply", "-f", "-", input=pod(k8s_namespace, "box"))
+    start_box(k8s_cluster, k8s_namespace)
     with socket(local_server, local_server.admin_token, "/api/v1/shell") as ws:
         send(ws, {"action": "init", "namespace": k8s_namespace, "pod_name": "box", "container": "app"})
         collect(ws, lambda ms: bool(ms) and ms[-1]["type"] == "output", timeout=60)  # the prompt
@@ -306,7 +312,7 @@ def test_shell_exit_code_resize_and_a_second_session_on_the_same_socket(
 
 
 def test_ten_shells_per_user_then_429_until_one_ends(local_server, k8s_cluster, k8s_namespace):
-    k8s_cluster.kubectl("apply", "-f", "-", input=pod(k8s_namespace, "box"))
+    start_box(k8s_cluster, k8s_namespace)
     token = dev_token(f"shell-user-{time.time_ns()}", "read,exec")
     with ExitStack() as stack:
         sockets = [stack.enter_context(socket(local_server, token, "/api/v1/shell")) for _ in range(11)]

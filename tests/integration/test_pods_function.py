@@ -1,7 +1,8 @@
 """The pods function's Lambda handler (logs and exec), driven with events/pods payloads through Mangum.
 
 DynamoDB is moto (tables from template.yaml); Kubernetes is the real test cluster, whose simulated
-containers print known lines and whose exec runs commands on this machine.
+containers print known lines and whose exec runs commands in the simulated container (never on
+this machine: scripts/testbed/simexec.py).
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from kubilitics.ai.evidence import Evidence, LogTail
 
 EVALS = Path(__file__).resolve().parents[2] / "evals"
 FIXTURES = Path(__file__).parent / "fixtures"
-SIMULATOR_GAPS = {"evicted-memory-pressure"}  # the test cluster does not evict (see its scenario.yaml)
 
 
 def expected_of(name: str) -> str:
@@ -24,9 +23,7 @@ def expected_of(name: str) -> str:
     raise LookupError(name)
 
 
-@pytest.mark.parametrize(
-    "name", sorted(p.stem for p in FIXTURES.glob("*.json") if p.stem not in SIMULATOR_GAPS)
-)
+@pytest.mark.parametrize("name", sorted(p.stem for p in FIXTURES.glob("*.json")))
 def test_each_captured_scenario_gets_its_category(name):
     ev = Evidence.from_dict(json.loads((FIXTURES / f"{name}.json").read_text()))
     d = diagnose(ev)

@@ -46,5 +46,6 @@ def test_other_exits_are_left_to_the_analyzers_that_explain_them(evidence):
         "init-container-fails",
         "healthy-deployment",
         "image-never-pull",
+        "evicted-memory-pressure",  # exit 143: the kubelet stopped it under node pressure
     ):
         assert crash.ANALYZER(evidence(name)) == [], name

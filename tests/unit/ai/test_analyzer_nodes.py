@@ -87,6 +87,14 @@ def test_evicted_pod_proposes_a_request_that_matches_its_use(raw):
     assert by_subject["Node"].category == "eviction_pressure"  # MemoryPressure=True on the pods' node
 
 
+def test_eviction_captured_from_the_test_cluster(evidence):
+    findings = nodes.ANALYZER(evidence("evicted-memory-pressure"))
+    assert {f.category for f in findings} == {"eviction_pressure"}
+    by_subject = {f.subject.kind: f for f in findings}
+    assert "low on resource: memory" in by_subject["Deployment"].summary
+    assert "MemoryPressure" in by_subject["Node"].summary
+
+
 def test_healthy_nodes(evidence):
-    for name in ("healthy-deployment", "crashloop-app-error", "evicted-memory-pressure"):
+    for name in ("healthy-deployment", "crashloop-app-error"):
         assert nodes.ANALYZER(evidence(name)) == [], name

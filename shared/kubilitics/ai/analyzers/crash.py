@@ -2,8 +2,8 @@
 
 Exits that another analyzer explains better are left to it: OOMKilled (oom), the command missing
 from the image (command), an exec format error (command), a liveness kill (probes), init containers
-(init_containers). What remains is the application's own failure, told by its exit code and the
-last error lines of the run that failed.
+(init_containers), pods the kubelet evicted (nodes). What remains is the application's own
+failure, told by its exit code and the last error lines of the run that failed.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ def analyze(ev: Evidence) -> list[Finding]:
 
 
 def _container(ev: Evidence, pod: dict[str, Any], c: ContainerView) -> Finding | None:
+    if (pod.get("status") or {}).get("reason") == "Evicted":
+        return None  # stopped by the kubelet under node pressure: the nodes analyzer tells that
     term, path = c.recent_termination()
     if not term or term.get("reason") in ("OOMKilled", "StartError", "ContainerCannotRun"):
         return None
