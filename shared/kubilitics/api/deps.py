@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -21,6 +22,8 @@ _bearer = HTTPBearer(auto_error=False, description="JWT bearer token (`kubilitic
 
 # Counter updates for these categories run while the route reads from Kubernetes (see middleware).
 OVERLAPPING_CATEGORIES = frozenset({"read", "standard", "topology"})
+# Their own threads (made on demand), as many as the local server may have requests in flight.
+_counter_updates = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rate-limit")
 
 
 async def container() -> Container:
@@ -60,7 +63,7 @@ def require(scope: str | None, category: str | None = None) -> Callable[..., Awa
         if category is not None:
             # Submitted to a thread now, not when the loop next gets control: a route may block it.
             hit = functools.partial(services.rate_limiter.hit, principal, category, _operation(request))
-            pending = asyncio.get_running_loop().run_in_executor(None, hit)
+            pending = asyncio.get_running_loop().run_in_executor(_counter_updates, hit)
             if category in OVERLAPPING_CATEGORIES:
                 request.scope["state"]["rate_limit_pending"] = pending
             else:

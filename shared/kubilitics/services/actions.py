@@ -24,10 +24,8 @@ from __future__ import annotations
 import copy
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from kubilitics.ai import remediation
@@ -35,7 +33,7 @@ from kubilitics.ai.evidence import Evidence
 from kubilitics.ai.kube_json import controller_of, meta, node_condition, pod_node, selector_string
 from kubilitics.ai.safety import Operation, ResourceRef, RiskAssessment, assess
 from kubilitics.auth.tokens import Principal
-from kubilitics.clock import rfc3339
+from kubilitics.clock import new_id, rfc3339
 from kubilitics.errors import Forbidden, KubiliticsError, NotFound
 from kubilitics.ports import ActionStore, Clock, KubernetesPort
 
@@ -690,12 +688,6 @@ class ActionService:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
-
-
-def new_id(prefix: str, now: float) -> str:
-    """`act-20260210-3f9a1c` (spec-decisions 11: the reference's prefixes, the UTC day, 6 random hex)."""
-    day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
-    return f"{prefix}-{day}-{uuid.uuid4().hex[:6]}"
 
 
 def public_view(action: dict[str, Any]) -> dict[str, Any]:

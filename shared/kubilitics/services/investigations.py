@@ -14,10 +14,9 @@ from typing import Any
 
 from kubilitics.ai.taxonomy import SEVERITY_ORDER
 from kubilitics.auth.tokens import Principal
-from kubilitics.clock import rfc3339
+from kubilitics.clock import new_id, rfc3339
 from kubilitics.errors import InvalidParameter, KubiliticsError
 from kubilitics.ports import Clock, InvestigationStore, KubernetesPort, WorkflowStarter
-from kubilitics.services.actions import new_id
 from kubilitics.services.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
