@@ -72,9 +72,7 @@ class DynamoRateLimitStore:
                 TableName=self._table, Key={"pk": {"S": key}}, ReturnValues="UPDATED_NEW", **request
             )
         except Exception as exc:
-            raise DatabaseError(
-                "Rate-limit counter update failed", details={"reason": type(exc).__name__}
-            ) from exc
+            raise _database_error("Rate-limit counter update", exc) from exc
         return int(result["Attributes"]["n"]["N"])
 
     def acquire_slot(self, key: str, limit: int, lease_until: int) -> bool:
@@ -139,9 +137,7 @@ class DynamoRevocationStore:
                 TableName=self._table, Key={"pk": {"S": f"jti#{jti}"}}, ConsistentRead=True
             )
         except Exception as exc:
-            raise DatabaseError(
-                "Token revocation lookup failed", details={"reason": type(exc).__name__}
-            ) from exc
+            raise _database_error("Token revocation lookup", exc) from exc
         return "Item" in item
 
     def revoke(self, jti: str, expires_at: int, revoked_by: str) -> None:
@@ -157,9 +153,7 @@ class DynamoRevocationStore:
                 },
             )
         except Exception as exc:
-            raise DatabaseError(
-                "Token revocation write failed", details={"reason": type(exc).__name__}
-            ) from exc
+            raise _database_error("Token revocation write", exc) from exc
 
 
 class DynamoLeaseStore:
@@ -335,7 +329,7 @@ class DynamoBudgetStore:
                 TableName=self._table, Key=self._ledger_key(month), ConsistentRead=True
             )
         except Exception as exc:
-            raise DatabaseError("AI budget read failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("AI budget read", exc) from exc
         return {k: _plain(v) for k, v in item.get("Item", {}).items()}
 
     def reservations(self, month: str) -> list[dict[str, Any]]:
@@ -392,9 +386,7 @@ class DynamoBudgetStore:
         try:
             client("dynamodb").put_item(TableName=self._table, Item=item)
         except Exception as exc:
-            raise DatabaseError(
-                "AI usage record write failed", details={"reason": type(exc).__name__}
-            ) from exc
+            raise _database_error("AI usage record write", exc) from exc
 
     def usage(self, month: str, start: float, end: float) -> list[dict[str, Any]]:
         request: dict[str, Any] = {
@@ -422,7 +414,7 @@ class DynamoBudgetStore:
                     return records
                 request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except Exception as exc:
-            raise DatabaseError("AI usage query failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("AI usage query", exc) from exc
 
 
 # -- AI configuration (StateTable) -----------------------------------------------------------------
@@ -439,9 +431,7 @@ class DynamoAiConfigStore:
         try:
             item = client("dynamodb").get_item(TableName=self._table, Key=self._KEY, ConsistentRead=True)
         except Exception as exc:
-            raise DatabaseError(
-                "AI configuration read failed", details={"reason": type(exc).__name__}
-            ) from exc
+            raise _database_error("AI configuration read", exc) from exc
         found = item.get("Item")
         if not found:
             return {}, 0
@@ -1119,7 +1109,7 @@ class DynamoInsightStore:
                     return records
                 request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except Exception as exc:
-            raise DatabaseError("Insight query failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("Insight query", exc) from exc
 
     def get(self, insight_id: str) -> dict[str, Any] | None:
         try:
@@ -1127,7 +1117,7 @@ class DynamoInsightStore:
                 TableName=self._table, Key=self._key(insight_id), ConsistentRead=True
             )
         except Exception as exc:
-            raise DatabaseError("Insight read failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("Insight read", exc) from exc
         found = item.get("Item")
         return self._record(found) if found else None
 
@@ -1160,7 +1150,7 @@ class DynamoInsightStore:
                 ExpressionAttributeValues=values,
             )
         except Exception as exc:
-            raise DatabaseError("Insight write failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("Insight write", exc) from exc
 
     def resolve(self, insight_id: str, at: float, expires_at: int) -> bool:
         written = _conditional(
@@ -1215,7 +1205,7 @@ class DynamoInsightStore:
                 },
             )
         except Exception as exc:
-            raise DatabaseError("Insight scan record failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("Insight scan record", exc) from exc
 
     def get_scan(self, context: str) -> dict[str, Any] | None:
         try:
@@ -1223,7 +1213,7 @@ class DynamoInsightStore:
                 TableName=self._table, Key={"pk": {"S": f"insightscan#{context}"}, "sk": {"S": "latest"}}
             )
         except Exception as exc:
-            raise DatabaseError("Insight scan read failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("Insight scan read", exc) from exc
         found = item.get("Item")
         return json.loads(found["report"]["S"]) if found else None
 
@@ -1249,7 +1239,7 @@ class DynamoChatHistory:
         try:
             client("dynamodb").put_item(TableName=self._table, Item=item)
         except Exception as exc:
-            raise DatabaseError("Chat history write failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("Chat history write", exc) from exc
 
     def recent(self, session_id: str, count: int) -> list[dict[str, Any]]:
         """The last `count` exchanges, oldest first."""
@@ -1263,7 +1253,7 @@ class DynamoChatHistory:
                 Limit=max(1, count),
             )
         except Exception as exc:
-            raise DatabaseError("Chat history read failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("Chat history read", exc) from exc
         return [json.loads(item["exchange"]["S"]) for item in reversed(page.get("Items", []))]
 
 
@@ -1305,9 +1295,7 @@ class DynamoEngagementStore:
                         break
                     request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
             except Exception as exc:
-                raise DatabaseError(
-                    "Engagement query failed", details={"reason": type(exc).__name__}
-                ) from exc
+                raise _database_error("Engagement query", exc) from exc
             day += timedelta(days=1)
         return records
 
