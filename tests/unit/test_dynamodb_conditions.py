@@ -314,3 +314,25 @@ def test_a_failed_call_is_a_database_error_naming_what_failed(monkeypatch, messa
         call()
     assert (raised.value.message, raised.value.details) == (message, {"reason": "ClientError"})
     assert isinstance(raised.value.__cause__, ClientError)
+
+
+def test_a_failed_settlement_retry_is_a_database_error(monkeypatch):
+    """The reservation was released meanwhile (the condition fails) and the retry without it fails too."""
+    from botocore.exceptions import ClientError
+
+    calls: list[dict[str, Any]] = []
+
+    class Client:
+        def update_item(self, **request: Any) -> Any:
+            calls.append(request)
+            code = "ConditionalCheckFailedException" if len(calls) == 1 else "InternalServerError"
+            raise ClientError({"Error": {"Code": code, "Message": "no"}}, "UpdateItem")
+
+    monkeypatch.setattr(ddb, "client", lambda service: Client())
+    with pytest.raises(DatabaseError) as raised:
+        ddb.DynamoBudgetStore(STATE).settle("m", "r", **_SETTLE)
+    assert (raised.value.message, raised.value.details) == (
+        "AI budget settlement failed",
+        {"reason": "ClientError"},
+    )
+    assert ["ConditionExpression" in request for request in calls] == [True, False]
