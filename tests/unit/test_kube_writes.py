@@ -44,30 +44,27 @@ def sent() -> tuple[KubernetesGateway, ContextConfig, _RecordingPool]:
 BASE = "https://kube.test:6443/api/v1/namespaces/shop/configmaps"
 
 
+@pytest.mark.parametrize(
+    ("write", "method", "url"),
+    [
+        (lambda g, c, dry_run: g.create(c, CONFIGMAPS, "shop", BODY, dry_run), "POST", BASE),
+        (
+            lambda g, c, dry_run: g.replace(c, CONFIGMAPS, "shop", "cm", BODY, dry_run=dry_run),
+            "PUT",
+            f"{BASE}/cm",
+        ),
+    ],
+    ids=["create", "replace"],
+)
 @pytest.mark.parametrize("dry_run", [False, True])
-def test_create(sent, dry_run):
+def test_create_and_replace(sent, write, method, url, dry_run):
     gateway, context, pool = sent
-    assert gateway.create(context, CONFIGMAPS, "shop", BODY, dry_run) == {"kind": "ConfigMap"}
+    assert write(gateway, context, dry_run) == {"kind": "ConfigMap"}
     query = "dryRun=All&fieldValidation=Strict" if dry_run else "fieldValidation=Strict"
     assert pool.calls == [
         {
-            "method": "POST",
-            "url": f"{BASE}?{query}",
-            "body": json.dumps(BODY).encode(),
-            "content_type": "application/json",
-        }
-    ]
-
-
-@pytest.mark.parametrize("dry_run", [False, True])
-def test_replace(sent, dry_run):
-    gateway, context, pool = sent
-    assert gateway.replace(context, CONFIGMAPS, "shop", "cm", BODY, dry_run=dry_run) == {"kind": "ConfigMap"}
-    query = "dryRun=All&fieldValidation=Strict" if dry_run else "fieldValidation=Strict"
-    assert pool.calls == [
-        {
-            "method": "PUT",
-            "url": f"{BASE}/cm?{query}",
+            "method": method,
+            "url": f"{url}?{query}",
             "body": json.dumps(BODY).encode(),
             "content_type": "application/json",
         }
