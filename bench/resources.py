@@ -21,7 +21,6 @@ import functools
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from bench import harness
+from bench.harness import LambdaContext, dynamodb_process, environment
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -115,19 +117,11 @@ def running_status(node_ip: str, index: int) -> dict[str, Any]:
     }
 
 
-class Cluster:
-    """Raw JSON calls to the test cluster (the product's own REST client, outside the product's paths)."""
+class Cluster(harness.Cluster):
+    """Raw JSON calls to the test cluster (its current context)."""
 
     def __init__(self, kubeconfig: Path):
-        from kubilitics.adapters.kube_rest import KubeRestClient
-        from kubilitics.adapters.kubeconfig import KubeconfigSource
-
-        self.context = KubeconfigSource(path=kubeconfig).get().resolve(None)
-        self.client = KubeRestClient(self.context)
-
-    def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> dict[str, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        return self.client.json(method, path, timeout=60, body=data, **kwargs)
+        super().__init__(kubeconfig, timeout=60)
 
     def count(self, namespace: str) -> int:
         listed = self.call("GET", f"/api/v1/namespaces/{namespace}/pods", params={"limit": 1})
@@ -149,13 +143,7 @@ def load(cluster: Cluster, count: int, workers: int = 16) -> float:
         if phase != "Terminating":
             break
         time.sleep(1)
-    try:
-        cluster.call(
-            "POST", "/api/v1/namespaces", {"metadata": {"name": NAMESPACE, "labels": {LOAD_LABEL: "true"}}}
-        )
-    except KubiliticsError as exc:
-        if exc.code != "already_exists":
-            raise
+    cluster.create("/api/v1/namespaces", {"metadata": {"name": NAMESPACE, "labels": {LOAD_LABEL: "true"}}})
     present = cluster.count(NAMESPACE)
     if present >= count:
         return time.perf_counter() - started
@@ -164,11 +152,7 @@ def load(cluster: Cluster, count: int, workers: int = 16) -> float:
     def make(index: int) -> None:
         manifest = pod_manifest(index, nodes)
         manifest.pop("_node")
-        try:
-            cluster.call("POST", f"/api/v1/namespaces/{NAMESPACE}/pods", manifest)
-        except KubiliticsError as exc:
-            if exc.code != "already_exists":
-                raise
+        cluster.create(f"/api/v1/namespaces/{NAMESPACE}/pods", manifest)
         cluster.call(
             "PATCH",
             f"/api/v1/namespaces/{NAMESPACE}/pods/{manifest['metadata']['name']}/status",
@@ -196,34 +180,6 @@ def unload(cluster: Cluster) -> None:
 # --- the function and its environment --------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def dynamodb_process() -> Iterator[str]:
-    """moto in its own process, so that its request handling does not share the function's GIL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("moto server did not start")
-            time.sleep(0.1)
-        yield endpoint
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 def function_env(kubeconfig: Path, endpoint: str) -> dict[str, str]:
     return {
         "KUBILITICS_ENV": "test",
@@ -246,22 +202,7 @@ class Function:
     """The resources function's Lambda handler, called in this process with API Gateway v2 events."""
 
     def __init__(self) -> None:
-        import importlib
-
-        from kubilitics import container
-        from kubilitics.adapters.aws import client
-        from kubilitics.local.tables import create_tables
-
-        container.reset()
-        services = container.get_container()
-        with contextlib.suppress(Exception):  # tables exist when the moto server is shared
-            create_tables(client("dynamodb"), services.settings)
-        self.token, _ = services.token_codec.mint(
-            sub="bench", scopes=["admin"], token_type="admin", now=time.time()
-        )
-        if str(REPO) not in sys.path:
-            sys.path.insert(0, str(REPO))
-        self.handler = importlib.import_module("functions.resources.app").handler
+        self.handler, self.token = harness.handler_and_token("resources")
         self.template = json.loads((REPO / "events" / "resources" / "list_resources.json").read_text())
 
     def get(self, kind: str, query: dict[str, str]) -> dict[str, Any]:
@@ -273,40 +214,13 @@ class Function:
         event["queryStringParameters"] = query
         event["pathParameters"] = {"kind": kind}
         event["headers"]["authorization"] = f"Bearer {self.token}"
-        response = self.handler(event, LambdaContext())
+        response = self.handler(event, LambdaContext(MEMORY_LIMIT_MB))
         if response["statusCode"] != 200:
             raise RuntimeError(f"{kind}?{query}: {response['statusCode']} {response['body'][:300]}")
         # Parsed as the direct side's client parses the API server's answer (orjson), so that both
         # sides end with the caller holding the objects, at the same parsing cost per byte.
         result: dict[str, Any] = orjson.loads(response["body"])
         return result
-
-
-class LambdaContext:
-    function_name = "kubilitics-bench"
-    function_version = "$LATEST"
-    memory_limit_in_mb = MEMORY_LIMIT_MB
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:kubilitics-bench"
-    aws_request_id = "bench"
-    log_group_name = "/aws/lambda/kubilitics-bench"
-    log_stream_name = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 # --- latency ----------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench import harness
+from bench.harness import LambdaContext, dynamodb_process, environment
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -70,28 +72,9 @@ def stop_bench_cluster() -> None:
     subprocess.run(["bash", str(TESTBED / "down.sh")], env=testbed_env(), capture_output=True, check=False)
 
 
-class Cluster:
-    """Raw JSON calls with the product's REST client (outside the product's paths)."""
-
+class Cluster(harness.Cluster):
     def __init__(self, kubeconfig: Path, context: str | None):
-        from kubilitics.adapters.kube_rest import KubeRestClient
-        from kubilitics.adapters.kubeconfig import KubeconfigSource
-
-        self.context = KubeconfigSource(path=kubeconfig).get().resolve(context)
-        self.client = KubeRestClient(self.context)
-
-    def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> dict[str, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        return self.client.json(method, path, timeout=120, body=data, **kwargs)
-
-    def create(self, path: str, body: dict[str, Any]) -> None:
-        from kubilitics.errors import KubiliticsError
-
-        try:
-            self.call("POST", path, body)
-        except KubiliticsError as exc:
-            if exc.code != "already_exists":
-                raise
+        super().__init__(kubeconfig, context, timeout=120)
 
 
 @dataclass(frozen=True)
@@ -229,78 +212,13 @@ def unload(cluster: Cluster) -> None:
 # --- the function, the recorded calls and their replay ---------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def dynamodb_process() -> Iterator[str]:
-    """moto in its own process, so that serving the rate limiter does not share this process's GIL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("moto server did not start")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-class LambdaContext:
-    function_name = "kubilitics-bench"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:kubilitics-bench"
-    aws_request_id = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
-
-
 class Function:
     """The observability function's handler, called in this process with an API Gateway v2 event."""
 
     def __init__(self, context_name: str) -> None:
-        import importlib
         from urllib.parse import urlencode
 
-        from kubilitics import container
-        from kubilitics.adapters.aws import client
-        from kubilitics.local.tables import create_tables
-
-        container.reset()
-        services = container.get_container()
-        with contextlib.suppress(Exception):
-            create_tables(client("dynamodb"), services.settings)
-        token, _ = services.token_codec.mint(
-            sub="bench", scopes=["admin"], token_type="admin", now=time.time()
-        )
-        if str(REPO) not in sys.path:
-            sys.path.insert(0, str(REPO))
-        self.handler = importlib.import_module("functions.observability.app").handler
+        self.handler, token = harness.handler_and_token("observability")
         event = json.loads((REPO / "events" / "observability" / "get_topology.json").read_text())
         event["rawQueryString"] = urlencode(QUERY)
         event["queryStringParameters"] = dict(QUERY)
@@ -309,7 +227,7 @@ class Function:
 
     def call(self) -> dict[str, Any]:
         """One invocation, as Lambda would run it: the response is not parsed here."""
-        response: dict[str, Any] = self.handler(json.loads(json.dumps(self.event)), LambdaContext())
+        response: dict[str, Any] = self.handler(json.loads(json.dumps(self.event)), LambdaContext(1024))
         if response["statusCode"] != 200:
             raise RuntimeError(f"topology: {response['statusCode']} {response['body'][:300]}")
         return response

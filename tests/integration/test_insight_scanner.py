@@ -16,182 +16,163 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.pods_testbed import create_namespace, delete_namespace, wait_until
 from tests.support import EVENTS, LambdaContext
 
 pytestmark = pytest.mark.cluster
 
-TRIGGERS = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: priv}
-spec:
-  selector: {matchLabels: {app: priv}}
-  template:
-    metadata: {labels: {app: priv}}
-    spec:
-      containers:
-      - name: app
-        image: busybox:1.36
-        command: ["sh", "-c", "sleep infinity"]
-        securityContext: {privileged: true}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: rooted}
-spec:
-  securityContext: {runAsUser: 0}
-  containers:
-  - {name: app, image: busybox:1.36, command: ["sh", "-c", "sleep infinity"]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: hosty}
-spec:
-  selector: {matchLabels: {app: hosty}}
-  template:
-    metadata: {labels: {app: hosty}}
-    spec:
-      hostNetwork: true
-      volumes:
-      - {name: logs, hostPath: {path: /var/log}}
-      containers:
-      - name: app
-        image: busybox:1.36
-        command: ["sh", "-c", "sleep infinity"]
-        volumeMounts: [{name: logs, mountPath: /host-logs, readOnly: true}]
----
-apiVersion: v1
-kind: Secret
-metadata: {name: api-credentials}
-stringData: {token: not-a-real-token}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: leaky}
-spec:
-  selector: {matchLabels: {app: leaky}}
-  template:
-    metadata: {labels: {app: leaky}}
-    spec:
-      containers:
-      - name: app
-        image: nginx
-        env:
-        - {name: DB_PASSWORD, value: hunter2-do-not-show}
-        - {name: API_TOKEN, valueFrom: {secretKeyRef: {name: api-credentials, key: token}}}
-        - {name: LOG_LEVEL, value: debug}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {name: everything}
-rules:
-- {apiGroups: ["*"], resources: ["*"], verbs: ["*"]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: hog}
-spec:
-  selector: {matchLabels: {app: hog}}
-  template:
-    metadata: {labels: {app: hog}}
-    spec:
-      containers:
-      - name: stress
-        image: polinux/stress:1.0.4
-        args: ["--vm", "1", "--vm-bytes", "90M", "--vm-hang", "0"]
-        resources:
-          requests: {cpu: 100m, memory: 64Mi}
-          limits: {cpu: 1100m, memory: 100Mi}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: crasher}
-spec:
-  selector: {matchLabels: {app: crasher}}
-  template:
-    metadata: {labels: {app: crasher}}
-    spec:
-      containers:
-      - {name: app, image: busybox:1.36, command: ["sh", "-c", "echo starting; echo fatal: boom; exit 1"]}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: oversized}
-spec:
-  selector: {matchLabels: {app: oversized}}
-  template:
-    metadata: {labels: {app: oversized}}
-    spec:
-      containers:
-      - name: web
-        image: nginx:1.27
-        resources:
-          requests: {cpu: 500m, memory: 512Mi}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: sleeper}
-spec:
-  selector: {matchLabels: {app: sleeper}}
-  template:
-    metadata: {labels: {app: sleeper}}
-    spec:
-      containers:
-      - name: app
-        image: busybox:1.36
-        command: ["sh", "-c", "sleep infinity"]
-        resources:
-          requests: {cpu: 200m, memory: 128Mi}
-"""
+SLEEP = ["sh", "-c", "sleep infinity"]
 
-PV = """
-apiVersion: v1
-kind: PersistentVolume
-metadata: {name: {pv}}
-spec:
-  capacity: {storage: 10Gi}
-  accessModes: [ReadWriteOnce]
-  storageClassName: {pv}
-  hostPath: {path: /tmp/{pv}}
----
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: orphan, namespace: {ns}}
-spec:
-  accessModes: [ReadWriteOnce]
-  storageClassName: {pv}
-  resources: {requests: {storage: 10Gi}}
-"""
+
+def container(name: str, image: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "image": image, **fields}
+
+
+def sleeping(**fields: Any) -> dict[str, Any]:
+    """Container `app`, busybox running `sleep`: 0m CPU on the simulated node."""
+    return container("app", "busybox:1.36", command=SLEEP, **fields)
+
+
+def deployment(name: str, *containers: dict[str, Any], **pod_spec: Any) -> dict[str, Any]:
+    """A Deployment whose pods are labelled app=<name>; `pod_spec`: the rest of the pods' spec."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {**pod_spec, "containers": list(containers)},
+            },
+        },
+    }
+
+
+def manifests(*objects: dict[str, Any]) -> str:
+    """The objects as YAML documents, for `kubectl apply -f -`."""
+    return yaml.safe_dump_all(objects, sort_keys=False)
+
+
+TRIGGERS = manifests(
+    deployment("priv", sleeping(securityContext={"privileged": True})),
+    {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "rooted"},
+        "spec": {"securityContext": {"runAsUser": 0}, "containers": [sleeping()]},
+    },
+    deployment(
+        "hosty",
+        sleeping(volumeMounts=[{"name": "logs", "mountPath": "/host-logs", "readOnly": True}]),
+        hostNetwork=True,
+        volumes=[{"name": "logs", "hostPath": {"path": "/var/log"}}],
+    ),
+    {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "api-credentials"},
+        "stringData": {"token": "not-a-real-token"},
+    },
+    deployment(
+        "leaky",
+        container(
+            "app",
+            "nginx",
+            env=[
+                {"name": "DB_PASSWORD", "value": "hunter2-do-not-show"},
+                {
+                    "name": "API_TOKEN",
+                    "valueFrom": {"secretKeyRef": {"name": "api-credentials", "key": "token"}},
+                },
+                {"name": "LOG_LEVEL", "value": "debug"},
+            ],
+        ),
+    ),
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "everything"},
+        "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+    },
+    deployment(
+        "hog",
+        container(
+            "stress",
+            "polinux/stress:1.0.4",
+            args=["--vm", "1", "--vm-bytes", "90M", "--vm-hang", "0"],
+            resources={
+                "requests": {"cpu": "100m", "memory": "64Mi"},
+                "limits": {"cpu": "1100m", "memory": "100Mi"},
+            },
+        ),
+    ),
+    deployment(
+        "crasher",
+        container("app", "busybox:1.36", command=["sh", "-c", "echo starting; echo fatal: boom; exit 1"]),
+    ),
+    deployment(
+        "oversized",
+        container("web", "nginx:1.27", resources={"requests": {"cpu": "500m", "memory": "512Mi"}}),
+    ),
+    deployment("sleeper", sleeping(resources={"requests": {"cpu": "200m", "memory": "128Mi"}})),
+)
+
+
+def volume_and_claim(pv: str, namespace: str) -> str:
+    """A hostPath PersistentVolume `pv` and the claim `orphan` bound to it, which no pod mounts."""
+    return manifests(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv},
+            "spec": {
+                "capacity": {"storage": "10Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": pv,
+                "hostPath": {"path": f"/tmp/{pv}"},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "orphan", "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": pv,
+                "resources": {"requests": {"storage": "10Gi"}},
+            },
+        },
+    )
+
+
+DEFAULT_DENY = {
+    "apiVersion": "networking.k8s.io/v1",
+    "kind": "NetworkPolicy",
+    "metadata": {"name": "default-deny"},
+    "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+}
 
 # Everything the rules look for, done right.
-CLEAN = """
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: cache}
-spec:
-  selector: {matchLabels: {app: cache}}
-  template:
-    metadata: {labels: {app: cache}}
-    spec:
-      automountServiceAccountToken: false
-      securityContext: {runAsNonRoot: true, runAsUser: 999}
-      containers:
-      - name: redis
-        image: redis:7.2
-        securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-        resources:
-          requests: {cpu: 10m, memory: 16Mi}
-          limits: {cpu: 200m, memory: 128Mi}
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: default-deny}
-spec:
-  podSelector: {}
-  policyTypes: [Ingress, Egress]
-"""
+CLEAN = manifests(
+    deployment(
+        "cache",
+        container(
+            "redis",
+            "redis:7.2",
+            securityContext={"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            resources={
+                "requests": {"cpu": "10m", "memory": "16Mi"},
+                "limits": {"cpu": "200m", "memory": "128Mi"},
+            },
+        ),
+        automountServiceAccountToken=False,
+        securityContext={"runAsNonRoot": True, "runAsUser": 999},
+    ),
+    DEFAULT_DENY,
+)
 
 
 class Cluster:
@@ -218,7 +199,7 @@ def cluster(k8s_cluster) -> Iterator[Cluster]:
     pv = f"ins-pv-{uuid.uuid4().hex[:6]}"
     started = time.time()
     k8s_cluster.kubectl("apply", "-n", triggers, "-f", "-", input=TRIGGERS)
-    k8s_cluster.kubectl("apply", "-f", "-", input=PV.replace("{pv}", pv).replace("{ns}", triggers))
+    k8s_cluster.kubectl("apply", "-f", "-", input=volume_and_claim(pv, triggers))
     k8s_cluster.kubectl("apply", "-n", clean, "-f", "-", input=CLEAN)
     c = Cluster(k8s_cluster, triggers, clean, pv)
 
@@ -420,8 +401,7 @@ def test_a_fixed_problem_is_resolved_by_the_next_scan(services, cluster):
     assert by_rule(listed(services), cluster.triggers)["wildcard_rbac"]["affected_resources"]["count"] == 1
 
     # A namespace that gets a NetworkPolicy: its insight is resolved (and kept, for analytics).
-    policy = CLEAN.split("---")[1]
-    cluster.k.kubectl("apply", "-n", cluster.triggers, "-f", "-", input=policy)
+    cluster.k.kubectl("apply", "-n", cluster.triggers, "-f", "-", input=manifests(DEFAULT_DENY))
     try:
         before = by_rule(listed(services), cluster.triggers)["namespace_without_network_policy"]
         report = scan(services, cluster)

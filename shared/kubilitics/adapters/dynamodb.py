@@ -4,15 +4,35 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from kubilitics.adapters.aws import client
 from kubilitics.errors import DatabaseError
 
+_T = TypeVar("_T")
+
 
 def _is_conditional_failure(exc: Exception) -> bool:
     return getattr(exc, "response", {}).get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _database_error(what: str, exc: Exception) -> DatabaseError:
+    """`<what> failed`; the details name only the type of the error from DynamoDB."""
+    return DatabaseError(f"{what} failed", details={"reason": type(exc).__name__})
+
+
+def _conditional(what: str, call: Callable[[], _T]) -> _T | None:
+    """A write with a ConditionExpression: its result, or None if the condition did not hold.
+
+    Any other failure is raised as `_database_error(what, ...)`.
+    """
+    try:
+        return call()
+    except Exception as exc:
+        if _is_conditional_failure(exc):
+            return None
+        raise _database_error(what, exc) from exc
 
 
 class DynamoRateLimitStore:
@@ -52,14 +72,13 @@ class DynamoRateLimitStore:
                 TableName=self._table, Key={"pk": {"S": key}}, ReturnValues="UPDATED_NEW", **request
             )
         except Exception as exc:
-            raise DatabaseError(
-                "Rate-limit counter update failed", details={"reason": type(exc).__name__}
-            ) from exc
+            raise _database_error("Rate-limit counter update", exc) from exc
         return int(result["Attributes"]["n"]["N"])
 
     def acquire_slot(self, key: str, limit: int, lease_until: int) -> bool:
-        try:
-            client("dynamodb").update_item(
+        written = _conditional(
+            "Concurrency slot update",
+            lambda: client("dynamodb").update_item(
                 TableName=self._table,
                 Key={"pk": {"S": key}},
                 UpdateExpression="ADD n :one SET lease_until = :lease",
@@ -69,34 +88,27 @@ class DynamoRateLimitStore:
                     ":limit": {"N": str(limit)},
                     ":lease": {"N": str(lease_until)},
                 },
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise DatabaseError(
-                "Concurrency slot update failed", details={"reason": type(exc).__name__}
-            ) from exc
-        return True
+            ),
+        )
+        return written is not None
 
     def release_slot(self, key: str) -> None:
-        try:
-            client("dynamodb").update_item(
+        # A count already at zero (e.g. reset after a stale lease) is left alone: nothing to give back.
+        _conditional(
+            "Concurrency slot release",
+            lambda: client("dynamodb").update_item(
                 TableName=self._table,
                 Key={"pk": {"S": key}},
                 UpdateExpression="ADD n :minus",
                 ConditionExpression="n > :zero",
                 ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}},
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return  # already at zero (e.g. reset after a stale lease): nothing to give back
-            raise DatabaseError(
-                "Concurrency slot release failed", details={"reason": type(exc).__name__}
-            ) from exc
+            ),
+        )
 
     def reset_stale_slots(self, key: str, now: int, lease_until: int) -> bool:
-        try:
-            client("dynamodb").update_item(
+        written = _conditional(
+            "Concurrency slot reset",
+            lambda: client("dynamodb").update_item(
                 TableName=self._table,
                 Key={"pk": {"S": key}},
                 UpdateExpression="SET n = :one, lease_until = :lease",
@@ -106,14 +118,9 @@ class DynamoRateLimitStore:
                     ":lease": {"N": str(lease_until)},
                     ":now": {"N": str(now)},
                 },
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise DatabaseError(
-                "Concurrency slot reset failed", details={"reason": type(exc).__name__}
-            ) from exc
-        return True
+            ),
+        )
+        return written is not None
 
     def slot_count(self, key: str) -> int:
         item = client("dynamodb").get_item(TableName=self._table, Key={"pk": {"S": key}}, ConsistentRead=True)
@@ -130,9 +137,7 @@ class DynamoRevocationStore:
                 TableName=self._table, Key={"pk": {"S": f"jti#{jti}"}}, ConsistentRead=True
             )
         except Exception as exc:
-            raise DatabaseError(
-                "Token revocation lookup failed", details={"reason": type(exc).__name__}
-            ) from exc
+            raise _database_error("Token revocation lookup", exc) from exc
         return "Item" in item
 
     def revoke(self, jti: str, expires_at: int, revoked_by: str) -> None:
@@ -148,9 +153,7 @@ class DynamoRevocationStore:
                 },
             )
         except Exception as exc:
-            raise DatabaseError(
-                "Token revocation write failed", details={"reason": type(exc).__name__}
-            ) from exc
+            raise _database_error("Token revocation write", exc) from exc
 
 
 class DynamoLeaseStore:
@@ -164,8 +167,9 @@ class DynamoLeaseStore:
         self._table = table
 
     def acquire(self, name: str, owner: str, lease_until: float, now: float) -> bool:
-        try:
-            client("dynamodb").put_item(
+        written = _conditional(
+            "Lease acquisition",
+            lambda: client("dynamodb").put_item(
                 TableName=self._table,
                 Item={
                     "pk": {"S": f"lease#{name}"},
@@ -175,25 +179,21 @@ class DynamoLeaseStore:
                 },
                 ConditionExpression="attribute_not_exists(pk) OR lease_until < :now",
                 ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}},
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise DatabaseError("Lease acquisition failed", details={"reason": type(exc).__name__}) from exc
-        return True
+            ),
+        )
+        return written is not None
 
     def release(self, name: str, owner: str) -> None:
-        try:
-            client("dynamodb").delete_item(
+        # A lease that ran out and that someone else holds now is left alone: theirs to release.
+        _conditional(
+            "Lease release",
+            lambda: client("dynamodb").delete_item(
                 TableName=self._table,
                 Key={"pk": {"S": f"lease#{name}"}},
                 ConditionExpression="lease_owner = :owner",
                 ExpressionAttributeValues={":owner": {"S": owner}},
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return  # it ran out and someone else holds it now: theirs to release
-            raise DatabaseError("Lease release failed", details={"reason": type(exc).__name__}) from exc
+            ),
+        )
 
 
 def ping_table(table: str) -> dict[str, Any]:
@@ -246,8 +246,9 @@ class DynamoBudgetStore:
     ) -> bool:
         # One conditional write on one item: DynamoDB serialises these, so concurrent reservations
         # can never commit more than the limit between them.
-        try:
-            client("dynamodb").update_item(
+        written = _conditional(
+            "AI budget reservation",
+            lambda: client("dynamodb").update_item(
                 TableName=self._table,
                 Key=self._ledger_key(month),
                 UpdateExpression="ADD committed_cost :c, committed_tokens :t SET #r = :r, expires_at = :exp",
@@ -264,14 +265,9 @@ class DynamoBudgetStore:
                     ":r": {"M": {"cost": _n(cost), "tokens": _n(tokens), "created_at": _n(created_at)}},
                     ":exp": _n(expires_at),
                 },
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise DatabaseError(
-                "AI budget reservation failed", details={"reason": type(exc).__name__}
-            ) from exc
-        return True
+            ),
+        )
+        return written is not None
 
     def settle(
         self,
@@ -297,27 +293,25 @@ class DynamoBudgetStore:
         if success:
             values[":at"] = _n(at)
         adds = "ADD used_cost :used_c, used_tokens :used_t, calls :one, failed_calls :failed"
-        try:
+        result = _conditional(
+            "AI budget settlement",
+            lambda: client("dynamodb").update_item(
+                TableName=self._table,
+                Key=self._ledger_key(month),
+                UpdateExpression=f"{set_clause} REMOVE #r {adds}, committed_cost :dc, committed_tokens :dt",
+                ConditionExpression="attribute_exists(#r)",
+                ExpressionAttributeNames={"#r": f"resv_{reservation_id}"},
+                ExpressionAttributeValues={
+                    **values,
+                    ":dc": _n(cost - reserved_cost),
+                    ":dt": _n(tokens - reserved_tokens),
+                },
+                ReturnValues="ALL_NEW",
+            ),
+        )
+        if result is None:
+            # The reservation was released as stale meanwhile: add the whole usage instead.
             try:
-                result = client("dynamodb").update_item(
-                    TableName=self._table,
-                    Key=self._ledger_key(month),
-                    UpdateExpression=(
-                        f"{set_clause} REMOVE #r {adds}, committed_cost :dc, committed_tokens :dt"
-                    ),
-                    ConditionExpression="attribute_exists(#r)",
-                    ExpressionAttributeNames={"#r": f"resv_{reservation_id}"},
-                    ExpressionAttributeValues={
-                        **values,
-                        ":dc": _n(cost - reserved_cost),
-                        ":dt": _n(tokens - reserved_tokens),
-                    },
-                    ReturnValues="ALL_NEW",
-                )
-            except Exception as exc:
-                if not _is_conditional_failure(exc):
-                    raise
-                # The reservation was released as stale meanwhile: add the whole usage instead.
                 result = client("dynamodb").update_item(
                     TableName=self._table,
                     Key=self._ledger_key(month),
@@ -325,10 +319,8 @@ class DynamoBudgetStore:
                     ExpressionAttributeValues=values,
                     ReturnValues="ALL_NEW",
                 )
-        except Exception as exc:
-            raise DatabaseError(
-                "AI budget settlement failed", details={"reason": type(exc).__name__}
-            ) from exc
+            except Exception as exc:
+                raise _database_error("AI budget settlement", exc) from exc
         return {k: _plain(v) for k, v in result["Attributes"].items()}
 
     def totals(self, month: str) -> dict[str, Any]:
@@ -337,7 +329,7 @@ class DynamoBudgetStore:
                 TableName=self._table, Key=self._ledger_key(month), ConsistentRead=True
             )
         except Exception as exc:
-            raise DatabaseError("AI budget read failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("AI budget read", exc) from exc
         return {k: _plain(v) for k, v in item.get("Item", {}).items()}
 
     def reservations(self, month: str) -> list[dict[str, Any]]:
@@ -348,38 +340,33 @@ class DynamoBudgetStore:
         ]
 
     def release(self, month: str, reservation_id: str, *, cost: int, tokens: int) -> bool:
-        try:
-            client("dynamodb").update_item(
+        # Not written (False) when settled or released by someone else first.
+        written = _conditional(
+            "AI budget release",
+            lambda: client("dynamodb").update_item(
                 TableName=self._table,
                 Key=self._ledger_key(month),
                 UpdateExpression="REMOVE #r ADD committed_cost :c, committed_tokens :t",
                 ConditionExpression="attribute_exists(#r)",
                 ExpressionAttributeNames={"#r": f"resv_{reservation_id}"},
                 ExpressionAttributeValues={":c": _n(-cost), ":t": _n(-tokens)},
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return False  # settled or released by someone else first
-            raise DatabaseError("AI budget release failed", details={"reason": type(exc).__name__}) from exc
-        return True
+            ),
+        )
+        return written is not None
 
     def mark_alert(self, month: str, threshold: int, at: float) -> bool:
-        try:
-            client("dynamodb").update_item(
+        written = _conditional(
+            "AI budget alert write",
+            lambda: client("dynamodb").update_item(
                 TableName=self._table,
                 Key=self._ledger_key(month),
                 UpdateExpression="SET #a = :at",
                 ConditionExpression="attribute_not_exists(#a)",
                 ExpressionAttributeNames={"#a": f"alert_{int(threshold)}"},
                 ExpressionAttributeValues={":at": _n(at)},
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise DatabaseError(
-                "AI budget alert write failed", details={"reason": type(exc).__name__}
-            ) from exc
-        return True
+            ),
+        )
+        return written is not None
 
     def put_usage(self, month: str, record: dict[str, Any], expires_at: int) -> None:
         item: dict[str, Any] = {
@@ -399,9 +386,7 @@ class DynamoBudgetStore:
         try:
             client("dynamodb").put_item(TableName=self._table, Item=item)
         except Exception as exc:
-            raise DatabaseError(
-                "AI usage record write failed", details={"reason": type(exc).__name__}
-            ) from exc
+            raise _database_error("AI usage record write", exc) from exc
 
     def usage(self, month: str, start: float, end: float) -> list[dict[str, Any]]:
         request: dict[str, Any] = {
@@ -429,7 +414,7 @@ class DynamoBudgetStore:
                     return records
                 request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except Exception as exc:
-            raise DatabaseError("AI usage query failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("AI usage query", exc) from exc
 
 
 # -- AI configuration (StateTable) -----------------------------------------------------------------
@@ -446,17 +431,16 @@ class DynamoAiConfigStore:
         try:
             item = client("dynamodb").get_item(TableName=self._table, Key=self._KEY, ConsistentRead=True)
         except Exception as exc:
-            raise DatabaseError(
-                "AI configuration read failed", details={"reason": type(exc).__name__}
-            ) from exc
+            raise _database_error("AI configuration read", exc) from exc
         found = item.get("Item")
         if not found:
             return {}, 0
         return json.loads(found["config"]["S"]), int(found["version"]["N"])
 
     def save(self, overrides: dict[str, Any], expected_version: int, updated_by: str, at: float) -> bool:
-        try:
-            client("dynamodb").put_item(
+        written = _conditional(
+            "AI configuration write",
+            lambda: client("dynamodb").put_item(
                 TableName=self._table,
                 Item={
                     **self._KEY,
@@ -468,14 +452,9 @@ class DynamoAiConfigStore:
                 # Optimistic lock: two admins saving at once cannot lose each other's fields.
                 ConditionExpression="attribute_not_exists(pk) OR version = :v",
                 ExpressionAttributeValues={":v": _n(expected_version)},
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise DatabaseError(
-                "AI configuration write failed", details={"reason": type(exc).__name__}
-            ) from exc
-        return True
+            ),
+        )
+        return written is not None
 
 
 # ---- real time: the connections table -------------------------------------------------------
@@ -510,10 +489,6 @@ def _rt_num(item: dict[str, Any], name: str, default: float = 0) -> float:
     return float(value["N"]) if value and "N" in value else default
 
 
-def _rt_database_error(what: str, exc: Exception) -> DatabaseError:
-    return DatabaseError(f"{what} failed", details={"reason": type(exc).__name__})
-
-
 class DynamoRealtimeStore:
     """Connections, subscriptions, watch sets and the relay lease (ports.RealtimeStore)."""
 
@@ -543,7 +518,7 @@ class DynamoRealtimeStore:
         try:
             client("dynamodb").put_item(TableName=self._table, Item=item)
         except Exception as exc:
-            raise _rt_database_error("Connection write", exc) from exc
+            raise _database_error("Connection write", exc) from exc
 
     def get_connection(self, connection_id: str) -> Any:
         item = self._get({"pk": _rt_s(f"conn#{connection_id}"), "sk": _rt_s("meta")})
@@ -565,7 +540,7 @@ class DynamoRealtimeStore:
                     if not request:
                         break
         except Exception as exc:
-            raise _rt_database_error("Connections read", exc) from exc
+            raise _database_error("Connections read", exc) from exc
         return found
 
     @staticmethod
@@ -676,7 +651,7 @@ class DynamoRealtimeStore:
                     r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", []) or []
                 ]
                 if not reasons:
-                    raise _rt_database_error("Subscription write", exc) from exc
+                    raise _database_error("Subscription write", exc) from exc
                 if reasons[0] == "ConditionalCheckFailed":
                     raise Unauthorized("This connection is no longer registered; reconnect") from exc
                 if len(reasons) > 3 and reasons[3] == "ConditionalCheckFailed":
@@ -711,7 +686,7 @@ class DynamoRealtimeStore:
                     code="already_exists",
                     details={"name": pointer.name.removeprefix("sub#")},
                 ) from exc
-            raise _rt_database_error("Pointer write", exc) from exc
+            raise _database_error("Pointer write", exc) from exc
 
     def get_pointer(self, connection_id: str, name: str) -> Any:
         item = self._get({"pk": _rt_s(f"conn#{connection_id}"), "sk": _rt_s(name)})
@@ -730,7 +705,7 @@ class DynamoRealtimeStore:
                 .get("Attributes")
             )
         except Exception as exc:
-            raise _rt_database_error("Pointer delete", exc) from exc
+            raise _database_error("Pointer delete", exc) from exc
         if not old:
             return None
         pointer = self._pointer(old)
@@ -763,8 +738,9 @@ class DynamoRealtimeStore:
 
     def checkpoint(self, key: str, resource_version: str, at: float, epoch: int) -> bool:
         """Record delivery up to `resource_version`; False if the set is gone or a newer relay owns it."""
-        try:
-            client("dynamodb").update_item(
+        written = _conditional(
+            "Checkpoint write",
+            lambda: client("dynamodb").update_item(
                 TableName=self._table,
                 Key={"pk": _rt_s(f"set#{key}"), "sk": _rt_s("meta")},
                 UpdateExpression="SET checkpoint_rv = :rv, checkpoint_at = :at, relay_epoch = :epoch",
@@ -776,33 +752,29 @@ class DynamoRealtimeStore:
                     ":at": _rt_n(round(at, 3)),
                     ":epoch": _rt_n(epoch),
                 },
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise _rt_database_error("Checkpoint write", exc) from exc
-        return True
+            ),
+        )
+        return written is not None
 
     def delete_set_if_unused(self, key: str, generation: int) -> bool:
-        try:
-            client("dynamodb").delete_item(
+        written = _conditional(
+            "Watch set delete",
+            lambda: client("dynamodb").delete_item(
                 TableName=self._table,
                 Key={"pk": _rt_s(f"set#{key}"), "sk": _rt_s("meta")},
                 # A subscription added since `generation` was read keeps the set.
                 ConditionExpression="generation = :g",
                 ExpressionAttributeValues={":g": _rt_n(generation)},
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise _rt_database_error("Watch set delete", exc) from exc
-        return True
+            ),
+        )
+        return written is not None
 
     # ---- the relay lease -----------------------------------------------------------------------
 
     def acquire_lease(self, owner: str, now: float, lease_until: float, ends_at: float) -> int | None:
-        try:
-            result = client("dynamodb").update_item(
+        result = _conditional(
+            "Relay lease acquire",
+            lambda: client("dynamodb").update_item(
                 TableName=self._table,
                 Key=self._LEASE,
                 UpdateExpression="SET #owner = :owner, lease_until = :until, ends_at = :ends ADD epoch :one",
@@ -819,43 +791,37 @@ class DynamoRealtimeStore:
                     ":free": _rt_s(""),
                 },
                 ReturnValues="ALL_NEW",
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return None
-            raise _rt_database_error("Relay lease acquire", exc) from exc
-        return int(_rt_num(result["Attributes"], "epoch"))
+            ),
+        )
+        return None if result is None else int(_rt_num(result["Attributes"], "epoch"))
 
     def renew_lease(self, owner: str, lease_until: float) -> bool:
-        try:
-            client("dynamodb").update_item(
+        written = _conditional(
+            "Relay lease renew",
+            lambda: client("dynamodb").update_item(
                 TableName=self._table,
                 Key=self._LEASE,
                 UpdateExpression="SET lease_until = :until",
                 ConditionExpression="#owner = :owner",
                 ExpressionAttributeNames={"#owner": "owner"},
                 ExpressionAttributeValues={":owner": _rt_s(owner), ":until": _rt_n(round(lease_until, 3))},
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise _rt_database_error("Relay lease renew", exc) from exc
-        return True
+            ),
+        )
+        return written is not None
 
     def release_lease(self, owner: str) -> None:
-        try:
-            client("dynamodb").update_item(
+        # A lease someone took over already is left alone: nothing to give back.
+        _conditional(
+            "Relay lease release",
+            lambda: client("dynamodb").update_item(
                 TableName=self._table,
                 Key=self._LEASE,
                 UpdateExpression="SET #owner = :free, lease_until = :zero",
                 ConditionExpression="#owner = :owner",
                 ExpressionAttributeNames={"#owner": "owner"},
                 ExpressionAttributeValues={":owner": _rt_s(owner), ":free": _rt_s(""), ":zero": _rt_n(0)},
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return  # someone took over already: nothing to give back
-            raise _rt_database_error("Relay lease release", exc) from exc
+            ),
+        )
 
     def read_lease(self) -> dict[str, Any] | None:
         item = self._get(self._LEASE)
@@ -931,7 +897,7 @@ class DynamoRealtimeStore:
                 client("dynamodb").get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
             )
         except Exception as exc:
-            raise _rt_database_error("Connections table read", exc) from exc
+            raise _database_error("Connections table read", exc) from exc
         return item
 
     def _query(self, pk: str, *, index: bool = False, sk_prefix: str | None = None) -> list[dict[str, Any]]:
@@ -962,7 +928,7 @@ class DynamoRealtimeStore:
                     return items
                 request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except Exception as exc:
-            raise _rt_database_error("Connections table query", exc) from exc
+            raise _database_error("Connections table query", exc) from exc
 
     def _delete_keys(self, keys: list[dict[str, Any]]) -> None:
         try:
@@ -977,7 +943,7 @@ class DynamoRealtimeStore:
                         break
                     time.sleep(0.05)
         except Exception as exc:
-            raise _rt_database_error("Connections table delete", exc) from exc
+            raise _database_error("Connections table delete", exc) from exc
 
 
 class DynamoSessionQueue:
@@ -1006,7 +972,7 @@ class DynamoSessionQueue:
                 },
             )
         except Exception as exc:
-            raise _rt_database_error("Session write", exc) from exc
+            raise _database_error("Session write", exc) from exc
 
     def append(self, session_id: str, command: dict[str, Any]) -> int:
         from kubilitics.errors import NotFound
@@ -1034,7 +1000,7 @@ class DynamoSessionQueue:
         except Exception as exc:
             if _is_conditional_failure(exc):
                 raise NotFound("The session has ended", details={"session_id": session_id}) from exc
-            raise _rt_database_error("Session input write", exc) from exc
+            raise _database_error("Session input write", exc) from exc
         return seq
 
     def read(self, session_id: str, after: int) -> list[tuple[int, dict[str, Any]]]:
@@ -1050,7 +1016,7 @@ class DynamoSessionQueue:
                 },
             )
         except Exception as exc:
-            raise _rt_database_error("Session input read", exc) from exc
+            raise _database_error("Session input read", exc) from exc
         return [
             (int((_rt_str(item, "sk") or "in#0")[3:]), json.loads(_rt_str(item, "command") or "{}"))
             for item in page.get("Items", [])
@@ -1067,7 +1033,7 @@ class DynamoSessionQueue:
                 ExpressionAttributeValues={":closed": _rt_s("closed")},
             )
         except Exception as exc:
-            raise _rt_database_error("Session close", exc) from exc
+            raise _database_error("Session close", exc) from exc
 
 
 # ---- AI insights (StateTable) ---------------------------------------------------------------------
@@ -1143,7 +1109,7 @@ class DynamoInsightStore:
                     return records
                 request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except Exception as exc:
-            raise DatabaseError("Insight query failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("Insight query", exc) from exc
 
     def get(self, insight_id: str) -> dict[str, Any] | None:
         try:
@@ -1151,7 +1117,7 @@ class DynamoInsightStore:
                 TableName=self._table, Key=self._key(insight_id), ConsistentRead=True
             )
         except Exception as exc:
-            raise DatabaseError("Insight read failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("Insight read", exc) from exc
         found = item.get("Item")
         return self._record(found) if found else None
 
@@ -1184,11 +1150,12 @@ class DynamoInsightStore:
                 ExpressionAttributeValues=values,
             )
         except Exception as exc:
-            raise DatabaseError("Insight write failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("Insight write", exc) from exc
 
     def resolve(self, insight_id: str, at: float, expires_at: int) -> bool:
-        try:
-            client("dynamodb").update_item(
+        written = _conditional(
+            "Insight update",
+            lambda: client("dynamodb").update_item(
                 TableName=self._table,
                 Key=self._key(insight_id),
                 UpdateExpression="SET #status = :resolved, resolved_at = :at, expires_at = :exp",
@@ -1200,12 +1167,9 @@ class DynamoInsightStore:
                     ":at": _n(at),
                     ":exp": _n(expires_at),
                 },
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return False
-            raise DatabaseError("Insight update failed", details={"reason": type(exc).__name__}) from exc
-        return True
+            ),
+        )
+        return written is not None
 
     def dismiss(
         self, insight_id: str, by: str, reason: str, notes: str | None, at: float
@@ -1216,8 +1180,9 @@ class DynamoInsightStore:
         if notes:
             values[":notes"] = {"S": notes}
             sets += ", dismissed_notes = :notes"
-        try:
-            result = client("dynamodb").update_item(
+        result = _conditional(
+            "Insight dismissal",
+            lambda: client("dynamodb").update_item(
                 TableName=self._table,
                 Key=self._key(insight_id),
                 UpdateExpression=f"SET {sets}",
@@ -1225,12 +1190,9 @@ class DynamoInsightStore:
                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(dismissed_at)",
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
-            )
-        except Exception as exc:
-            if _is_conditional_failure(exc):
-                return None
-            raise DatabaseError("Insight dismissal failed", details={"reason": type(exc).__name__}) from exc
-        return self._record(result["Attributes"])
+            ),
+        )
+        return None if result is None else self._record(result["Attributes"])
 
     def put_scan(self, context: str, report: dict[str, Any]) -> None:
         try:
@@ -1243,7 +1205,7 @@ class DynamoInsightStore:
                 },
             )
         except Exception as exc:
-            raise DatabaseError("Insight scan record failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("Insight scan record", exc) from exc
 
     def get_scan(self, context: str) -> dict[str, Any] | None:
         try:
@@ -1251,7 +1213,7 @@ class DynamoInsightStore:
                 TableName=self._table, Key={"pk": {"S": f"insightscan#{context}"}, "sk": {"S": "latest"}}
             )
         except Exception as exc:
-            raise DatabaseError("Insight scan read failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("Insight scan read", exc) from exc
         found = item.get("Item")
         return json.loads(found["report"]["S"]) if found else None
 
@@ -1277,7 +1239,7 @@ class DynamoChatHistory:
         try:
             client("dynamodb").put_item(TableName=self._table, Item=item)
         except Exception as exc:
-            raise DatabaseError("Chat history write failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("Chat history write", exc) from exc
 
     def recent(self, session_id: str, count: int) -> list[dict[str, Any]]:
         """The last `count` exchanges, oldest first."""
@@ -1291,7 +1253,7 @@ class DynamoChatHistory:
                 Limit=max(1, count),
             )
         except Exception as exc:
-            raise DatabaseError("Chat history read failed", details={"reason": type(exc).__name__}) from exc
+            raise _database_error("Chat history read", exc) from exc
         return [json.loads(item["exchange"]["S"]) for item in reversed(page.get("Items", []))]
 
 
@@ -1333,9 +1295,7 @@ class DynamoEngagementStore:
                         break
                     request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
             except Exception as exc:
-                raise DatabaseError(
-                    "Engagement query failed", details={"reason": type(exc).__name__}
-                ) from exc
+                raise _database_error("Engagement query", exc) from exc
             day += timedelta(days=1)
         return records
 
@@ -1406,7 +1366,7 @@ class _StateRecords:
         self._what = what
 
     def _error(self, action: str, exc: Exception) -> DatabaseError:
-        return DatabaseError(f"{self._what} {action} failed", details={"reason": type(exc).__name__})
+        return _database_error(f"{self._what} {action}", exc)
 
     def _get_item(self, key: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -1452,13 +1412,8 @@ class _StateRecords:
             request["ConditionExpression"] = condition["expression"]
             request["ExpressionAttributeNames"].update(condition.get("names", {}))
             request["ExpressionAttributeValues"].update(condition.get("values", {}))
-        try:
-            client("dynamodb").update_item(**request)
-        except Exception as exc:
-            if condition and _is_conditional_failure(exc):
-                return False
-            raise self._error("write", exc) from exc
-        return True
+        written = _conditional(f"{self._what} write", lambda: client("dynamodb").update_item(**request))
+        return written is not None
 
 
 def _strip_keys(record: dict[str, Any]) -> dict[str, Any]:

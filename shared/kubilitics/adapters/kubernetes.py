@@ -250,13 +250,7 @@ class KubernetesGateway:
         body: dict[str, Any],
         dry_run: bool,
     ) -> dict[str, Any]:
-        return self.client(context).json(
-            "POST",
-            rtype.path(namespace),
-            timeout=self.timeout,
-            params={"dryRun": "All" if dry_run else None, "fieldValidation": "Strict"},
-            body=json.dumps(body).encode(),
-        )
+        return self._write(context, "POST", rtype.path(namespace), body, dry_run)
 
     def replace(
         self,
@@ -267,13 +261,7 @@ class KubernetesGateway:
         body: dict[str, Any],
         dry_run: bool = False,
     ) -> dict[str, Any]:
-        return self.client(context).json(
-            "PUT",
-            rtype.path(namespace, name),
-            timeout=self.timeout,
-            params={"dryRun": "All" if dry_run else None, "fieldValidation": "Strict"},
-            body=json.dumps(body).encode(),
-        )
+        return self._write(context, "PUT", rtype.path(namespace, name), body, dry_run)
 
     def patch(
         self,
@@ -290,13 +278,35 @@ class KubernetesGateway:
             "strategic": "application/strategic-merge-patch+json",
             "json": "application/json-patch+json",
         }
-        return self.client(context).json(
+        return self._write(
+            context,
             "PATCH",
             rtype.path(namespace, name),
-            timeout=self.timeout,
-            params={"dryRun": "All" if dry_run else None},
-            body=json.dumps(body).encode(),
+            body,
+            dry_run,
+            field_validation=None,
             content_type=content_types[patch_type],
+        )
+
+    def _write(
+        self,
+        context: ContextConfig,
+        method: str,
+        path: str,
+        body: Any,
+        dry_run: bool,
+        *,
+        field_validation: str | None = "Strict",
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """Send `body` as JSON to `path`; with `dry_run` the API server checks the write, keeps nothing."""
+        return self.client(context).json(
+            method,
+            path,
+            timeout=self.timeout,
+            params={"dryRun": "All" if dry_run else None, "fieldValidation": field_validation},
+            body=json.dumps(body).encode(),
+            content_type=content_type,
         )
 
     def delete(

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
+from kubilitics.adapters.kubeconfig import ContextConfig
 from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
 from kubilitics.api.responses import JSONResponse
 from kubilitics.auth.tokens import Principal
+from kubilitics.ports import Clock
 
 router = APIRouter(tags=["observability"])
 
 Name = Annotated[str | None, Query(min_length=1, max_length=253)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+async def _answer(
+    query: Callable[..., dict[str, Any]], context: ContextConfig, clock: Clock, **params: Any
+) -> JSONResponse:
+    """`query(context, now=clock.now(), **params)` as blocking work; what it returns is the body."""
+    return JSONResponse(await run_blocking(query, context, now=clock.now(), **params))
 
 
 @router.get("/api/v1/events", summary="Cluster events in a time window")
@@ -22,18 +33,18 @@ async def list_events(
     context: KubeContext,
     services: Services,
     namespace: Name = None,
-    resource_kind: Annotated[str | None, Query(min_length=1, max_length=253)] = None,
+    resource_kind: Name = None,
     resource_name: Name = None,
     event_type: Annotated[str | None, Query(description="Normal, Warning or Error")] = None,
     since_time: Annotated[str | None, Query(description="RFC 3339 (default: one hour ago)")] = None,
     until_time: Annotated[str | None, Query(description="RFC 3339 (default: now)")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
     sort_order: Literal["asc", "desc"] = "desc",
 ) -> JSONResponse:
-    body = await run_blocking(
+    return await _answer(
         services.events.list_events,
         context,
-        now=services.clock.now(),
+        services.clock,
         namespace=namespace,
         resource_kind=resource_kind,
         resource_name=resource_name,
@@ -43,7 +54,6 @@ async def list_events(
         limit=limit,
         sort_order=sort_order,
     )
-    return JSONResponse(body)
 
 
 @router.get("/api/v1/metrics/nodes", summary="Node CPU and memory: usage, allocatable, requests, limits")
@@ -54,10 +64,9 @@ async def node_metrics(
     node_name: Name = None,
     sort_by: Literal["name", "cpu_usage", "memory_usage", "network"] = "name",
 ) -> JSONResponse:
-    body = await run_blocking(
-        services.metrics.nodes, context, now=services.clock.now(), node_name=node_name, sort_by=sort_by
+    return await _answer(
+        services.metrics.nodes, context, services.clock, node_name=node_name, sort_by=sort_by
     )
-    return JSONResponse(body)
 
 
 @router.get("/api/v1/metrics/pods", summary="Container CPU and memory against requests and limits")
@@ -68,18 +77,17 @@ async def pod_metrics(
     namespace: Name = None,
     pod_name: Name = None,
     sort_by: Literal["name", "cpu_usage", "memory_usage"] = "name",
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = 100,
 ) -> JSONResponse:
-    body = await run_blocking(
+    return await _answer(
         services.metrics.pods,
         context,
-        now=services.clock.now(),
+        services.clock,
         namespace=namespace,
         pod_name=pod_name,
         sort_by=sort_by,
         limit=limit,
     )
-    return JSONResponse(body)
 
 
 @router.get("/api/v1/topology", summary="Nodes, namespaces, workloads and their relationships")
@@ -92,13 +100,12 @@ async def topology(
     include_metrics: bool = True,
     include_events: bool = False,
 ) -> JSONResponse:
-    body = await run_blocking(
+    return await _answer(
         services.topology.topology,
         context,
-        now=services.clock.now(),
+        services.clock,
         depth=depth,
         namespace=namespace,
         include_metrics=include_metrics,
         include_events=include_events,
     )
-    return JSONResponse(body)
