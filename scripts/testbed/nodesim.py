@@ -152,6 +152,10 @@ class Registry:
         self.images: dict[str, dict] = data.get("images", {})
         self.internet: dict[str, str] = data.get("internet", {})  # host name -> IP
 
+    def needs_auth(self, ref: ImageRef) -> bool:
+        reg = self.registries.get(ref.host) or {}
+        return bool(reg.get("auth") or (self.images.get(ref.key) or {}).get("auth"))
+
     def resolve(self, ref: ImageRef, pull_hosts: set[str]) -> tuple[dict | None, str]:
         """Returns (image spec, "") or (None, error message as containerd words it)."""
         full = ref.full
@@ -161,10 +165,8 @@ class Registry:
                 f'failed to do request: Head "https://{ref.host}/v2/{ref.repo}/manifests/{ref.tag or ref.digest}": '
                 f"dial tcp: lookup {ref.host}: no such host"
             )
-        reg = self.registries[ref.host] or {}
         img = self.images.get(ref.key)
-        needs_auth = bool(reg.get("auth") or (img or {}).get("auth"))
-        if needs_auth and ref.host not in pull_hosts:
+        if self.needs_auth(ref) and ref.host not in pull_hosts:
             return None, (
                 f'failed to pull and unpack image "{full}": failed to resolve reference "{full}": '
                 f"failed to authorize: failed to fetch anonymous token: unexpected status from GET "
@@ -762,7 +764,11 @@ class NodeSim:
             self.event(pod, "Normal", "Pulled",
                        f'Successfully pulled image "{image}" in {int(PULL_SECONDS * 1000)}ms '
                        f"({int(PULL_SECONDS * 1000)}ms including waiting). Image size: {size} bytes.", c.name, c.init)
-            node_imgs.add(ref.full)
+            # An image pulled with credentials is not lent to pods without them, as a kubelet with
+            # KubeletEnsureSecretPulledImages does: each such pod pulls (and is refused) itself.
+            # Without it, whether a pod lacking the secret ran would depend on where it landed.
+            if not self.registry.needs_auth(ref):
+                node_imgs.add(ref.full)
             c.pull_failures = 0
             c.stage = "created"
 

@@ -214,6 +214,18 @@ def test_image_pull_failures(k8s_cluster: TestbedCluster, k8s_namespace: str) ->
         timeout=90,
         what="private image with secret",
     )
+    # The image is now on that node, but a pod without the secret is still refused there: the node
+    # does not lend credential-pulled images (as with KubeletEnsureSecretPulledImages).
+    node = v1.read_namespaced_pod("private-ok", ns).spec.node_name
+    v1.create_namespaced_pod(
+        ns,
+        pod(
+            "private-again",
+            "registry.internal.example.com/payments/api:1.2.0",
+            pod_spec={"nodeName": node},
+        ),
+    )
+    wait_event(k8s_cluster, ns, "private-again", "Failed", "401 Unauthorized")
 
 
 def test_missing_config_refs(k8s_cluster: TestbedCluster, k8s_namespace: str) -> None:
