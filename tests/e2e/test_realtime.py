@@ -318,7 +318,8 @@ def test_ten_shells_per_user_then_429_until_one_ends(local_server, k8s_cluster, 
         sockets = [stack.enter_context(socket(local_server, token, "/api/v1/shell")) for _ in range(11)]
         for ws in sockets[:10]:
             send(ws, {"action": "init", "namespace": k8s_namespace, "pod_name": "box"})
-            first = receive(ws)
+            # Each simulated shell is a process of its own: ten starting on a loaded machine take time.
+            first = receive(ws, timeout=30)
             assert first["type"] == "output", first  # the shell's first words: it runs
         send(sockets[10], {"action": "init", "namespace": k8s_namespace, "pod_name": "box"})
         refused = receive(sockets[10])
