@@ -121,3 +121,37 @@ def test_slots_leaked_by_a_crashed_instance_come_back_after_the_lease(store):
     clock.t += 3601
     limiter.acquire_slot(principal(), "shells")
     assert store.slot_count(RateLimiter.slot_key("alice", "shells")) == 1
+
+
+def test_a_window_is_indexed_for_analytics_once_by_its_first_request(store, monkeypatch, caplog):
+    from kubilitics.adapters import dynamodb
+    from kubilitics.services.ratelimit import UsageMark
+
+    real = dynamodb.client("dynamodb")
+    expressions: list[str] = []
+
+    class Recording:
+        def update_item(self, **request):
+            expressions.append(request["UpdateExpression"])
+            if "gsi1pk" in request["UpdateExpression"] and fail_index:
+                raise RuntimeError("throttled")
+            return real.update_item(**request)
+
+    monkeypatch.setattr(dynamodb, "client", lambda service: Recording())
+    usage = UsageMark("erin", "read", 1_800_000_000, "GET /api/v1/events")
+    fail_index = False
+    assert [store.increment_window("rl#erin#read#1800000000", 1_800_003_600, usage) for _ in range(3)] == [
+        1,
+        2,
+        3,
+    ]
+    assert sum("gsi1pk" in e for e in expressions) == 1 and len(expressions) == 4
+    item = real.get_item(TableName=store._table, Key={"pk": {"S": "rl#erin#read#1800000000"}})["Item"]
+    assert (item["sub"]["S"], item["category"]["S"], item["n"]["N"]) == ("erin", "read", "3")
+    assert item["op#GET /api/v1/events"]["N"] == "3"
+    assert item["gsi1sk"]["S"] == "001800000000#erin#read"
+
+    # The index write failing loses analytics for that window, never the request's count.
+    fail_index = True
+    assert store.increment_window("rl#erin#read#1800000060", 1_800_003_660, usage) == 1
+    assert "not indexed" in caplog.text
