@@ -4,8 +4,8 @@
   that store exists they are reported as zero;
 - insights: the insight records, counted by when they were first detected;
 - token usage and LLM calls: the budget ledger's usage records (one per LLM call);
-- user engagement: the rate-limit counters, which carry who, which category and which operation in
-  the same write that counts the request (so recording engagement costs no extra write).
+- user engagement: the rate-limit counters: the write that counts a request also counts its
+  operation, and a window's first request records who and which category (adapters/dynamodb.py).
 """
 
 from __future__ import annotations
