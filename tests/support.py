@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,3 +67,47 @@ def invoke(handler, event):
         {k.lower(): v for k, v in response["headers"].items()},
         json.loads(response["body"]),
     )
+
+
+def dev_token(sub: str, scope: str = "read", **claims: Any) -> str:
+    """A token signed with the local server's development key (what `kubilitics token create` makes)."""
+    import jwt
+    from kubilitics.config import DEVELOPMENT_JWT_SECRET
+
+    now = int(time.time())
+    body = {"sub": sub, "iat": now, "exp": now + 3600, "scope": scope, "token_type": "user"}
+    body["jti"] = uuid.uuid4().hex
+    return jwt.encode({**body, **claims}, DEVELOPMENT_JWT_SECRET, algorithm="HS256")
+
+
+def offline_process_env(kubeconfig: Path, pythonpath: str) -> dict[str, str]:
+    """The environment of a fresh Python process that loads the product with test settings, a
+    kubeconfig path that need not exist, and dummy AWS credentials (nothing it reaches is real)."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": pythonpath,
+        "KUBILITICS_ENV": "test",
+        "KUBILITICS_KUBECONFIG": str(kubeconfig),
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+def expect_error(handler, event, status: int, code: str) -> dict[str, Any]:
+    """Call a handler that must fail with `status`/`code`: the standard error body, its trace id the
+    X-Request-ID of the response. Returns the body."""
+    got, headers, body = invoke(handler, event)
+    assert (got, body["error"]) == (status, code), body
+    assert set(body) >= {"error", "message", "details", "timestamp", "trace_id"}
+    assert body["trace_id"] == headers["x-request-id"]
+    return body
+
+
+def revoke(token: str) -> None:
+    """Revoke a token through the container's revocation list (as `kubilitics token revoke` does)."""
+    from kubilitics.container import get_container
+
+    services = get_container()
+    principal = services.token_codec.decode(token, now=time.time())
+    services.revocations.revoke(principal.jti, principal.expires_at, revoked_by="test")

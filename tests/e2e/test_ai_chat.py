@@ -14,31 +14,16 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-import jwt
 import pytest
-from kubilitics.config import DEVELOPMENT_JWT_SECRET
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.e2e.conftest import start_local_server
 from tests.fakes.messages_api import FakeMessagesAPI
 from tests.pods_testbed import PODS, create_namespace, delete_namespace, start_pods
+from tests.support import dev_token
 
 pytestmark = pytest.mark.cluster
-
-
-def token(sub: str, scope: str = "read", **claims: Any) -> str:
-    now = int(time.time())
-    body = {
-        "sub": sub,
-        "iat": now,
-        "exp": now + 3600,
-        "scope": scope,
-        "token_type": "user",
-        "jti": f"{sub}-{now}",
-    }
-    body.update(claims)
-    return jwt.encode(body, DEVELOPMENT_JWT_SECRET, algorithm="HS256")
 
 
 @contextmanager
@@ -77,7 +62,7 @@ def about_solo(namespace: str, text: str = "Is the solo pod healthy?") -> dict[s
 
 
 def test_rules_answer_with_context_and_typed_suggestions(local_server, namespace):
-    with chat(local_server, token("chat-rules")) as ws:
+    with chat(local_server, dev_token("chat-rules")) as ws:
         answer = ask(ws, about_solo(namespace))
         assert answer["type"] == "CHAT", answer
         assert answer["message_id"].startswith("msg-")
@@ -96,7 +81,7 @@ def test_rules_answer_with_context_and_typed_suggestions(local_server, namespace
 
 
 def test_bad_input_is_an_error_and_the_session_stays_open(local_server, namespace):
-    with chat(local_server, token("chat-bad")) as ws:
+    with chat(local_server, dev_token("chat-bad")) as ws:
         bad_json = ask(ws, "{not json")
         assert bad_json["type"] == "ERROR" and bad_json["error"]["error"] == "validation_failed"
         missing = ask(ws, {"context": {"resource_kind": "Pod"}})
@@ -113,11 +98,14 @@ def test_authentication_and_ten_sessions_per_user(local_server):
         pass
     assert refused.value.response.status_code == 401
     assert json.loads(refused.value.response.body)["error"] == "unauthorized"
-    with pytest.raises(InvalidStatus) as no_scope, chat(local_server, token("chat-noscope", scope="write")):
+    with (
+        pytest.raises(InvalidStatus) as no_scope,
+        chat(local_server, dev_token("chat-noscope", scope="write")),
+    ):
         pass
     assert no_scope.value.response.status_code == 403
 
-    user = token("chat-many")
+    user = dev_token("chat-many")
     sockets = []
     try:
         for _ in range(10):
@@ -139,7 +127,7 @@ def test_authentication_and_ten_sessions_per_user(local_server):
 def test_fifty_messages_a_minute_plus_the_burst(local_server):
     if time.time() % 60 > 40:  # keep the 71 messages inside one rate-limit window
         time.sleep(61 - time.time() % 60)
-    with chat(local_server, token("chat-rate")) as ws:
+    with chat(local_server, dev_token("chat-rate")) as ws:
         answers = [ask(ws, {"message": f"hello {n}"}) for n in range(71)]
         assert all(a["type"] == "CHAT" for a in answers[:70])
         assert answers[70]["type"] == "ERROR" and answers[70]["error"]["error"] == "rate_limit_exceeded"
@@ -196,7 +184,7 @@ def test_claude_answers_with_history_redaction_and_metering(llm_server, fake_api
     fake_api.reply_text(
         "Plain text without JSON: 10.1.2.3 is the pod IP.", input_tokens=950, output_tokens=20
     )
-    with chat(llm_server, token("chat-llm")) as ws:
+    with chat(llm_server, dev_token("chat-llm")) as ws:
         first = ask(ws, about_solo(namespace, "Why is solo slow? My email is ops@example.com"))
         assert first["type"] == "CHAT", first
         assert first["source"] == "llm" and first["model"]
@@ -229,7 +217,7 @@ def test_claude_answers_with_history_redaction_and_metering(llm_server, fake_api
 def test_budget_exhaustion_is_an_error_and_the_session_stays_open(llm_server, fake_api, namespace):
     put_config(llm_server, {"budget": {"monthly_limit_usd": 0.0001}})
     try:
-        with chat(llm_server, token("chat-budget")) as ws:
+        with chat(llm_server, dev_token("chat-budget")) as ws:
             refused = ask(ws, about_solo(namespace))
             assert refused["type"] == "ERROR"
             assert refused["error"]["error"] == "token_budget_exhausted" and refused["status"] == 429
@@ -244,14 +232,14 @@ def test_budget_exhaustion_is_an_error_and_the_session_stays_open(llm_server, fa
 
 def test_unreachable_claude_falls_back_to_the_rules(llm_server, fake_api, namespace):
     fake_api.fail(500, times=3)  # the SDK retries twice
-    with chat(llm_server, token("chat-down")) as ws:
+    with chat(llm_server, dev_token("chat-down")) as ws:
         answer = ask(ws, about_solo(namespace))
         assert answer["type"] == "CHAT" and answer["source"] == "rules"
         assert "Claude could not be reached" in answer["response"]
 
 
 def test_idle_session_ends(llm_server):
-    with chat(llm_server, token("chat-idle")) as ws:
+    with chat(llm_server, dev_token("chat-idle")) as ws:
         ended = json.loads(ws.recv(timeout=10))
         assert ended["type"] == "SESSION_ENDED" and ended["reason"] == "idle_timeout"
         with pytest.raises(ConnectionClosed):

@@ -5,26 +5,9 @@ from __future__ import annotations
 import time
 
 import httpx
-import jwt
 import pytest
-from kubilitics.config import DEVELOPMENT_JWT_SECRET
 
-from tests.support import cluster_name
-
-
-def dev_token(sub: str, scope: str, **claims) -> str:
-    """A token signed with the local server's development key (what `kubilitics token create` makes)."""
-    now = int(time.time())
-    body = {
-        "sub": sub,
-        "iat": now,
-        "exp": now + 3600,
-        "scope": scope,
-        "token_type": "user",
-        "jti": f"{sub}-{now}",
-    }
-    body.update(claims)
-    return jwt.encode(body, DEVELOPMENT_JWT_SECRET, algorithm="HS256")
+from tests.support import cluster_name, dev_token
 
 
 def get(server, path: str, token: str | None = None, **headers: str) -> httpx.Response:

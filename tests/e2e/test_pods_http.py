@@ -9,26 +9,12 @@ from datetime import UTC, datetime
 
 import boto3
 import httpx
-import jwt
 import pytest
-from kubilitics.config import DEVELOPMENT_JWT_SECRET
 
 from tests.pods_testbed import PODS, append_log, create_namespace, delete_namespace, start_pods
+from tests.support import dev_token
 
 RATE_LIMIT_TABLE = "kubilitics-rate-limits"  # the local server's default table name
-
-
-def dev_token(sub: str, scope: str) -> str:
-    now = int(time.time())
-    body = {
-        "sub": sub,
-        "iat": now,
-        "exp": now + 3600,
-        "scope": scope,
-        "token_type": "user",
-        "jti": uuid.uuid4().hex,
-    }
-    return jwt.encode(body, DEVELOPMENT_JWT_SECRET, algorithm="HS256")
 
 
 @pytest.fixture(scope="module")

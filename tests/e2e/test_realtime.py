@@ -14,29 +14,14 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import jwt
 import pytest
-from kubilitics.config import DEVELOPMENT_JWT_SECRET
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.pods_testbed import PODS, append_log, start_pods
+from tests.support import dev_token
 
 pytestmark = pytest.mark.cluster
-
-
-def dev_token(sub: str, scope: str, **claims: Any) -> str:
-    now = int(time.time())
-    body = {
-        "sub": sub,
-        "iat": now,
-        "exp": now + 3600,
-        "scope": scope,
-        "token_type": "user",
-        "jti": f"{sub}-{now}",
-    }
-    body.update(claims)
-    return jwt.encode(body, DEVELOPMENT_JWT_SECRET, algorithm="HS256")
 
 
 @contextmanager

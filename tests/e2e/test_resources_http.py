@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
 import httpx
-import jwt
 import pytest
-from kubilitics.config import DEVELOPMENT_JWT_SECRET
+
+from tests.support import dev_token
 
 
 def token(scope: str) -> str:
-    """A token signed with the local server's development key (what `kubilitics token create` makes)."""
-    now = int(time.time())
-    sub = f"e2e-resources-{uuid.uuid4().hex[:6]}"
-    claims = {"sub": sub, "iat": now, "exp": now + 3600, "scope": scope, "token_type": "user", "jti": sub}
-    return jwt.encode(claims, DEVELOPMENT_JWT_SECRET, algorithm="HS256")
+    return dev_token(f"e2e-resources-{uuid.uuid4().hex[:6]}", scope)
 
 
 @pytest.fixture()

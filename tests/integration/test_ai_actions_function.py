@@ -27,7 +27,7 @@ from tests.investigations_testbed import (
     wait_finished,
     wait_for,
 )
-from tests.support import load_event
+from tests.support import expect_error, load_event, revoke
 
 LIMIT_PATH = "spec.template.spec.containers[worker].resources.limits.memory"
 # queue-worker grows to ~700Mi: 400Mi doubled is enough, 256Mi doubled is not.
@@ -116,14 +116,6 @@ def audit(action_id: str) -> list[str]:
 
 def approve(handler, token, action_id, **body):
     return invoke(handler, decision_event(APPROVE, token, action_id, body or None))
-
-
-def expect_error(handler, event, status: int, code: str) -> dict:
-    got, headers, body = invoke(handler, event)
-    assert (got, body["error"]) == (status, code), body
-    assert set(body) >= {"error", "message", "details", "timestamp", "trace_id"}
-    assert body["trace_id"] == headers["x-request-id"]
-    return body
 
 
 @pytest.fixture()
@@ -367,16 +359,13 @@ def test_bad_parameters_are_refused(handler, token):
 
 @pytest.mark.parametrize("sample", [PENDING, APPROVE, REJECT])
 def test_every_endpoint_needs_a_valid_token(handler, mint, sample):
-    from kubilitics.container import get_container
 
     expect_error(handler, load_event(sample, token=None), 401, "unauthorized")
     expect_error(handler, load_event(sample, token="abc.def.ghi"), 401, "unauthorized")
     expired = mint(scopes="admin", now=time.time() - 7200, ttl_seconds=3600)
     expect_error(handler, load_event(sample, token=expired), 401, "token_expired")
     revoked = mint(scopes="admin")
-    services = get_container()
-    principal = services.token_codec.decode(revoked, now=time.time())
-    services.revocations.revoke(principal.jti, principal.expires_at, revoked_by="test")
+    revoke(revoked)
     expect_error(handler, load_event(sample, token=revoked), 401, "token_revoked")
 
 

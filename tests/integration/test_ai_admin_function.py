@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import LambdaContext, load_event, with_query
+from tests.support import expect_error, invoke, load_event, revoke, with_query
 
 STATUS = "ai_admin/get_status.json"
 GET_CONFIG = "ai_admin/get_config.json"
@@ -44,23 +44,6 @@ def stored_key(arn: str) -> str:
     from kubilitics.adapters.aws import client
 
     return client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
-
-
-def invoke(handler, event) -> tuple[int, dict[str, str], dict[str, Any]]:
-    response = handler(event, LambdaContext())
-    return (
-        response["statusCode"],
-        {k.lower(): v for k, v in response["headers"].items()},
-        json.loads(response["body"]),
-    )
-
-
-def expect_error(handler, event, status: int, code: str) -> dict:
-    got_status, headers, body = invoke(handler, event)
-    assert (got_status, body["error"]) == (status, code), body
-    assert set(body) >= {"error", "message", "details", "timestamp", "trace_id"}
-    assert body["trace_id"] == headers["x-request-id"]
-    return body
 
 
 def put_event(token: str | None, body: Any) -> dict:
@@ -106,16 +89,13 @@ def seed_usage(
 
 @pytest.mark.parametrize("event", [STATUS, GET_CONFIG, PUT_CONFIG, USAGE])
 def test_every_endpoint_needs_a_valid_token(aws, handler, mint, event):
-    from kubilitics.container import get_container
 
     expect_error(handler, load_event(event, token=None), 401, "unauthorized")
     expect_error(handler, load_event(event, token="abc.def.ghi"), 401, "unauthorized")
     expired = mint(scopes="admin", now=time.time() - 7200, ttl_seconds=3600)
     expect_error(handler, load_event(event, token=expired), 401, "token_expired")
     revoked = mint(scopes="admin")
-    services = get_container()
-    principal = services.token_codec.decode(revoked, now=time.time())
-    services.revocations.revoke(principal.jti, principal.expires_at, revoked_by="test")
+    revoke(revoked)
     expect_error(handler, load_event(event, token=revoked), 401, "token_revoked")
 
 

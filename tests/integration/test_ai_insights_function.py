@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import LambdaContext, load_event, with_query
+from tests.support import expect_error, invoke, load_event, revoke, with_query
 
 LIST = "ai_insights/list_insights.json"
 DISMISS = "ai_insights/dismiss_insight.json"
@@ -71,19 +71,6 @@ def seed(context: str, category: str, rule: str, severity: str, namespace: str |
     return str(record["insight_id"])
 
 
-def invoke(handler, event) -> tuple[int, dict[str, str], dict[str, Any]]:
-    response = handler(event, LambdaContext())
-    headers = {k.lower(): v for k, v in response["headers"].items()}
-    return response["statusCode"], headers, json.loads(response["body"])
-
-
-def expect_error(handler, event, status: int, code: str) -> dict[str, Any]:
-    got, _, body = invoke(handler, event)
-    assert (got, body["error"]) == (status, code), body
-    assert set(body) >= {"error", "message", "details", "timestamp", "trace_id"}
-    return body
-
-
 def dismiss_event(token: str | None, insight_id: str, body: Any) -> dict[str, Any]:
     raw = body if isinstance(body, str) else json.dumps(body)
     event = load_event(DISMISS, token=token, body=raw, headers={"content-length": str(len(raw))})
@@ -94,15 +81,12 @@ def dismiss_event(token: str | None, insight_id: str, body: Any) -> dict[str, An
 
 @pytest.mark.parametrize("which", [LIST, DISMISS])
 def test_auth_is_required(handler, mint, which):
-    from kubilitics.container import get_container
 
     expect_error(handler, load_event(which, token=None), 401, "unauthorized")
     expired = mint(scopes="read,write", now=time.time() - 7200, ttl_seconds=3600)
     expect_error(handler, load_event(which, token=expired), 401, "token_expired")
     revoked = mint(scopes="read,write")
-    services = get_container()
-    principal = services.token_codec.decode(revoked, now=time.time())
-    services.revocations.revoke(principal.jti, principal.expires_at, revoked_by="test")
+    revoke(revoked)
     expect_error(handler, load_event(which, token=revoked), 401, "token_revoked")
     lacking = mint(scopes="write" if which == LIST else "read")
     body = expect_error(handler, load_event(which, token=lacking), 403, "insufficient_scope")

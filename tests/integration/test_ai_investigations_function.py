@@ -23,7 +23,7 @@ from tests.investigations_testbed import (
     wait_finished,
     wait_for,
 )
-from tests.support import load_event
+from tests.support import expect_error, load_event, revoke
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 CONTEXT = "kubilitics-testbed"
@@ -108,14 +108,6 @@ def slots_held(sub: str) -> int:
 
     store = DynamoRateLimitStore(get_container().settings.rate_limit_table)
     return store.slot_count(f"cc#{sub}#investigations")
-
-
-def expect_error(handler, event, status: int, code: str) -> dict:
-    got, headers, body = invoke(handler, event)
-    assert (got, body["error"]) == (status, code), body
-    assert set(body) >= {"error", "message", "details", "timestamp", "trace_id"}
-    assert body["trace_id"] == headers["x-request-id"]
-    return body
 
 
 # -- a whole investigation ----------------------------------------------------------------------
@@ -466,16 +458,13 @@ def test_bad_query_parameters_are_refused(handler, mint, query):
 
 @pytest.mark.parametrize("sample", [START, LIST])
 def test_every_endpoint_needs_a_valid_token(handler, mint, sample):
-    from kubilitics.container import get_container
 
     expect_error(handler, load_event(sample, token=None), 401, "unauthorized")
     expect_error(handler, load_event(sample, token="abc.def.ghi"), 401, "unauthorized")
     expired = mint(scopes="admin", now=time.time() - 7200, ttl_seconds=3600)
     expect_error(handler, load_event(sample, token=expired), 401, "token_expired")
     revoked = mint(scopes="admin")
-    services = get_container()
-    principal = services.token_codec.decode(revoked, now=time.time())
-    services.revocations.revoke(principal.jti, principal.expires_at, revoked_by="test")
+    revoke(revoked)
     expect_error(handler, load_event(sample, token=revoked), 401, "token_revoked")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import invoke, load_event, with_query
+from tests.support import expect_error, invoke, load_event, revoke, with_query
 
 NAMESPACES = "cluster/list_namespaces.json"
 CONTEXTS = "cluster/list_contexts.json"
@@ -24,14 +24,6 @@ CONTEXTS = "cluster/list_contexts.json"
 @pytest.fixture()
 def handler(aws):
     return importlib.import_module("functions.cluster.app").handler
-
-
-def expect_error(handler, event, status: int, code: str) -> dict:
-    got_status, headers, body = invoke(handler, event)
-    assert (got_status, body["error"]) == (status, code), body
-    assert set(body) >= {"error", "message", "details", "timestamp", "trace_id"}
-    assert body["trace_id"] == headers["x-request-id"]
-    return body
 
 
 def namespaces(handler, token, **query):
@@ -200,12 +192,9 @@ def test_expired_token_is_401(aws, on_cluster, handler, mint, event_file):
 
 @pytest.mark.parametrize("event_file", [NAMESPACES, CONTEXTS])
 def test_revoked_token_is_401(aws, on_cluster, handler, mint, event_file):
-    from kubilitics.container import get_container
 
     token = mint()
-    services = get_container()
-    principal = services.token_codec.decode(token, now=time.time())
-    services.revocations.revoke(principal.jti, principal.expires_at, revoked_by="test")
+    revoke(token)
     expect_error(handler, load_event(event_file, token=token), 401, "token_revoked")
 
 

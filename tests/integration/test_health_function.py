@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import cluster_name, invoke, load_event
+from tests.support import cluster_name, expect_error, invoke, load_event, revoke
 
 
 @pytest.fixture()
@@ -92,13 +92,6 @@ def test_version_reports_components(aws, on_cluster, handler, mint):
     assert headers["x-api-version"] == "1.0.0"
 
 
-def expect_error(handler, event, status: int, code: str) -> dict:
-    got_status, headers, body = invoke(handler, event)
-    assert (got_status, body["error"]) == (status, code), body
-    assert body["trace_id"] == headers["x-request-id"]
-    return body
-
-
 def test_version_without_a_token_is_unauthorized(aws, on_cluster, handler):
     expect_error(handler, load_event("health/get_version.json", token=None), 401, "unauthorized")
 
@@ -113,12 +106,9 @@ def test_version_with_an_expired_token(aws, on_cluster, handler, mint):
 
 
 def test_version_with_a_revoked_token(aws, on_cluster, handler, mint):
-    from kubilitics.container import get_container
 
     token = mint()
-    services = get_container()
-    principal = services.token_codec.decode(token, now=time.time())
-    services.revocations.revoke(principal.jti, principal.expires_at, revoked_by="test")
+    revoke(token)
     expect_error(handler, load_event("health/get_version.json", token=token), 401, "token_revoked")
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from kubilitics_testbed_cluster import NAMESPACE_LABEL, wait_until
 
-from tests.support import invoke, load_event, with_query
+from tests.support import expect_error, invoke, load_event, revoke, with_query
 
 EVENTS = "observability/list_events.json"
 NODE_METRICS = "observability/get_node_metrics.json"
@@ -39,14 +39,6 @@ def handler(aws):
 def call(handler, event_file: str, token: str, **query) -> dict:
     status, _, body = invoke(handler, with_query(load_event(event_file, token=token), **query))
     assert status == 200, body
-    return body
-
-
-def expect_error(handler, event, status: int, code: str) -> dict:
-    got_status, headers, body = invoke(handler, event)
-    assert (got_status, body["error"]) == (status, code), body
-    assert set(body) >= {"error", "message", "details", "timestamp", "trace_id"}
-    assert body["trace_id"] == headers["x-request-id"]
     return body
 
 
@@ -789,12 +781,9 @@ def test_expired_token_is_401(aws, on_cluster, handler, mint, event_file):
 
 @pytest.mark.parametrize("event_file", ALL)
 def test_revoked_token_is_401(aws, on_cluster, handler, mint, event_file):
-    from kubilitics.container import get_container
 
     token = mint()
-    services = get_container()
-    principal = services.token_codec.decode(token, now=time.time())
-    services.revocations.revoke(principal.jti, principal.expires_at, revoked_by="test")
+    revoke(token)
     expect_error(handler, load_event(event_file, token=token), 401, "token_revoked")
 
 

@@ -29,7 +29,7 @@ from tests.pods_testbed import (
     start_pods,
     start_restarter,
 )
-from tests.support import LambdaContext, load_event
+from tests.support import LambdaContext, expect_error, load_event, revoke
 
 STAMPED = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z) (.*)$")
 
@@ -86,14 +86,6 @@ def invoke(handler, event, context: Any = None):
 def invoke_json(handler, event, context: Any = None):
     status, headers, body = invoke(handler, event, context)
     return status, headers, json.loads(body)
-
-
-def expect_error(handler, event, status: int, code: str) -> dict:
-    got, headers, body = invoke_json(handler, event)
-    assert (got, body["error"]) == (status, code), body
-    assert body["trace_id"] == headers["x-request-id"]
-    assert set(body) >= {"error", "message", "details", "timestamp", "trace_id"}
-    return body
 
 
 def messages(text: str) -> list[str]:
@@ -459,11 +451,8 @@ def test_expired_token(handler, mint, ns):
 
 
 def test_revoked_token(handler, token, ns):
-    from kubilitics.container import get_container
 
-    services = get_container()
-    principal = services.token_codec.decode(token, now=time.time())
-    services.revocations.revoke(principal.jti, principal.expires_at, revoked_by="test")
+    revoke(token)
     for event in _both(token, ns):
         expect_error(handler, event, 401, "token_revoked")
 

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.support import LambdaContext, load_event
+from tests.support import LambdaContext, load_event, revoke
 
 EVENTS = {
     "GET": "resources/list_resources.json",
@@ -778,12 +778,9 @@ def test_requests_without_a_valid_token(api, mint):
 
 
 def test_a_revoked_token_is_refused(api, mint):
-    from kubilitics.container import get_container
 
     token = mint(scopes=ALL_SCOPES)
-    services = get_container()
-    principal = services.token_codec.decode(token, now=time.time())
-    services.revocations.revoke(principal.jti, principal.expires_at, revoked_by="test")
+    revoke(token)
     expect_error(api("GET", "/api/v1/resources/Pod", token=token), 401, "token_revoked")
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.integration.test_ai_insights_function import KUBECONFIG
 from tests.integration.test_websocket_functions import ENDPOINT, connect, event, posted
-from tests.support import LambdaContext
+from tests.support import LambdaContext, revoke
 
 
 @pytest.fixture()
@@ -136,8 +136,7 @@ def test_revoked_token_ends_the_connection(ws, mint):
     services = get_container()
     recorder = Recorder()
     services.__dict__["connection_notifier"] = recorder
-    principal = services.token_codec.decode(token, now=time.time())
-    services.revocations.revoke(principal.jti, principal.expires_at, revoked_by="test")
+    revoke(token)
     message = event("chat.json", "chat-revoked", {"action": "chat", "message": "hi"})
     ws(message, LambdaContext())
     assert [p["error"]["error"] for p in recorder.posts] == ["token_revoked"]

@@ -22,7 +22,7 @@ import pytest
 from kubernetes.client import CoreV1Api
 
 from tests.pods_testbed import PODS, create_namespace, delete_namespace, start_pods
-from tests.support import EVENTS, LambdaContext
+from tests.support import EVENTS, LambdaContext, revoke
 
 pytestmark = pytest.mark.cluster
 
@@ -540,8 +540,7 @@ def test_relay_ends_listening_connections_whose_token_expired_or_was_revoked(ws,
     subscribe(ws, "c-revoked", resource_kind="ConfigMap", namespace=ns)
     connect(ws, "c-fine", mint(sub="lee"))
     subscribe(ws, "c-fine", resource_kind="ConfigMap", namespace=ns)
-    principal = services.token_codec.decode(revoked, now=time.time())
-    services.revocations.revoke(principal.jti, principal.expires_at, revoked_by="test")
+    revoke(revoked)
 
     calls = record_management_calls()
     relay = services.watch_relay(

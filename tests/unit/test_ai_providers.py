@@ -15,6 +15,8 @@ from kubilitics.ai.providers import AIRequest, AnthropicProvider, OfflineProvide
 from kubilitics.clock import SystemClock
 from kubilitics.errors import LlmApiError, NotFound, TokenBudgetExhausted
 
+from tests.support import offline_process_env
+
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "claude-sonnet-5-5"
 CANARY = "kc-canary-Vq7Lm2Xp9Zr4Tw8N"
@@ -328,15 +330,7 @@ from kubilitics.ai import providers
 assert container.get_container().ai_provider().name == "offline (rules)"
 print("anthropic" in sys.modules)
 """
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": "shared:.",
-        "KUBILITICS_ENV": "test",
-        "KUBILITICS_KUBECONFIG": str(tmp_path / "none"),
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    env = offline_process_env(tmp_path / "none", "shared:.")
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=str(REPO)
     )

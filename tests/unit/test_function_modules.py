@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import offline_process_env
+
 REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS = sorted(path.parent.name for path in (REPO / "functions").glob("*/app.py"))
 
@@ -28,15 +30,7 @@ print(json.dumps({
 
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_a_function_module_initialises_cleanly(function, tmp_path):
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": str(REPO / "shared"),
-        "KUBILITICS_ENV": "test",
-        "KUBILITICS_KUBECONFIG": str(tmp_path / "none"),
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    env = offline_process_env(tmp_path / "none", str(REPO / "shared"))
     done = subprocess.run(
         [sys.executable, "-c", PROBE, str(REPO / "functions" / function)],
         capture_output=True,
