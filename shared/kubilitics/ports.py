@@ -96,6 +96,7 @@ class KubernetesPort(Protocol):
         continue_token: str | None = None,
         timeout: float | None = None,
         rows_only: bool = False,
+        raw_items: bool = False,
     ) -> dict[str, Any]: ...
 
     def get(self, context: Any, rtype: Any, namespace: str | None, name: str) -> dict[str, Any]: ...

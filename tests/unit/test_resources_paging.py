@@ -1,8 +1,9 @@
 """List paging over a fake gateway: exact totals and pages whatever the API server's page sizes.
 
 The fake serves limit/continue like the API server, including its licence to answer with fewer objects
-than asked for, and gives remainingItemCount only without selectors. The integration tests check the
-same against the real API server.
+than asked for, gives remainingItemCount only without selectors, and sends objects as the gateway
+does (JSON text, split by kubilitics.rawjson). Pages are read as a client reads the response. The
+integration tests check the same against the real API server.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kubilitics.api.responses import dumps
+from kubilitics.rawjson import split_list
 from kubilitics.services.resources import ListQuery, ResourcesService
 
 
@@ -69,7 +73,14 @@ class FakeKube:
                 "metadata": metadata,
                 "rows": [{"cells": [o["metadata"]["name"]]} for o in chunk],
             }
-        return {"kind": "ConfigMapList", "metadata": metadata, "items": [dict(o) for o in chunk]}
+        listed = {"kind": "ConfigMapList", "apiVersion": "v1", "metadata": metadata, "items": chunk}
+        return split_list(orjson.dumps(listed), "v1", "ConfigMap") if kw.get("raw_items") else listed
+
+
+def list_page(kube: FakeKube, query: ListQuery) -> dict[str, Any]:
+    """The page as a client reads it (the response's JSON)."""
+    result: dict[str, Any] = orjson.loads(dumps(ResourcesService(kube).list_page(None, "ConfigMap", query)))
+    return result
 
 
 def objects(count: int) -> list[dict[str, Any]]:
@@ -121,7 +132,7 @@ def test_every_page_is_the_slice_of_the_whole_list(count, limit, offset, selecto
         sort_by=sort[0] if sort else None,
         sort_order=sort[1] if sort else None,
     )
-    body = ResourcesService(kube).list_page(None, "ConfigMap", query)
+    body = list_page(kube, query)
 
     expected = [o for o in everything if not selector or o["metadata"]["labels"]["odd"] == "1"]
     if sort and sort[0] is None:  # sort_order alone: the API server's order (one namespace: by name)
@@ -151,9 +162,7 @@ def test_every_page_is_the_slice_of_the_whole_list(count, limit, offset, selecto
 
 def test_skipping_and_counting_use_rows_not_objects():
     kube = FakeKube(objects(30))
-    body = ResourcesService(kube).list_page(
-        None, "ConfigMap", ListQuery(namespace="ns", label_selector="odd=1", limit=5, offset=4)
-    )
+    body = list_page(kube, ListQuery(namespace="ns", label_selector="odd=1", limit=5, offset=4))
     assert names(body) == ["cm-0009", "cm-0011", "cm-0013", "cm-0015", "cm-0017"]
     assert body["total_count"] == 15
     assert [(c["rows_only"], c["limit"]) for c in kube.calls] == [(True, 4), (False, 5), (True, 5000)]
@@ -161,9 +170,7 @@ def test_skipping_and_counting_use_rows_not_objects():
 
 def test_with_a_selector_the_first_page_is_counted_by_one_unpaged_rows_call():
     kube = FakeKube(objects(30))
-    body = ResourcesService(kube).list_page(
-        None, "ConfigMap", ListQuery(namespace="ns", label_selector="odd=1", limit=5)
-    )
+    body = list_page(kube, ListQuery(namespace="ns", label_selector="odd=1", limit=5))
     assert names(body) == ["cm-0001", "cm-0003", "cm-0005", "cm-0007", "cm-0009"]
     assert (body["total_count"], body["page"]["has_more"]) == (15, True)
     # The page and the count run at the same time: their order is not fixed.
@@ -172,19 +179,17 @@ def test_with_a_selector_the_first_page_is_counted_by_one_unpaged_rows_call():
 
 def test_without_selectors_the_remaining_count_saves_the_counting_call():
     kube = FakeKube(objects(30))
-    body = ResourcesService(kube).list_page(None, "ConfigMap", ListQuery(namespace="ns", limit=5))
+    body = list_page(kube, ListQuery(namespace="ns", limit=5))
     assert body["total_count"] == 30 and body["page"]["has_more"] is True
     assert len(kube.calls) == 1
     # sort_order=asc without sort_by is the API server's order: no full read for it.
-    ResourcesService(kube).list_page(None, "ConfigMap", ListQuery(namespace="ns", limit=5, sort_order="asc"))
+    list_page(kube, ListQuery(namespace="ns", limit=5, sort_order="asc"))
     assert len(kube.calls) == 2
 
 
 def test_sorting_reads_every_page_but_returns_one():
     kube = FakeKube(objects(1200))
-    body = ResourcesService(kube).list_page(
-        None, "ConfigMap", ListQuery(namespace="ns", limit=3, sort_by="name", sort_order="desc")
-    )
+    body = list_page(kube, ListQuery(namespace="ns", limit=3, sort_by="name", sort_order="desc"))
     assert names(body) == ["cm-1199", "cm-1198", "cm-1197"]
     assert body["total_count"] == 1200
     assert [c["limit"] for c in kube.calls] == [500, 500, 500]

@@ -42,19 +42,19 @@ class DynamoRateLimitStore:
         self._table = table
 
     def increment_window(self, key: str, expires_at: int, usage: Any = None) -> int:
-        names: dict[str, str] = {}
-        adds = "ADD n :one"
+        # The one write of every request, so in its plainest form: AttributeUpdates (ADD, PUT) rather
+        # than an UpdateExpression. DynamoDB treats both alike; moto, the local mode's DynamoDB,
+        # parses an expression in Python on every call (~1.5 ms of CPU beside the request).
+        one = {"Action": "ADD", "Value": {"N": "1"}}
+        updates: dict[str, Any] = {"n": one, "expires_at": {"Action": "PUT", "Value": {"N": str(expires_at)}}}
         if usage is not None and usage.operation:
             # Engagement analytics ride on this same write (see "user engagement" below).
-            names["#op"] = f"op#{usage.operation}"
-            adds += ", #op :one"
+            updates[f"op#{usage.operation}"] = one
         try:
             result = client("dynamodb").update_item(
                 TableName=self._table,
                 Key={"pk": {"S": key}},
-                UpdateExpression=f"{adds} SET expires_at = :exp",
-                ExpressionAttributeValues={":one": {"N": "1"}, ":exp": {"N": str(expires_at)}},
-                **({"ExpressionAttributeNames": names} if names else {}),
+                AttributeUpdates=updates,
                 ReturnValues="UPDATED_NEW",
             )
         except Exception as exc:

@@ -20,7 +20,8 @@ from urllib.parse import quote, urlencode
 
 from kubilitics.adapters.kube_rest import KubeRestClient, KubeRestClients
 from kubilitics.adapters.kubeconfig import ContextConfig
-from kubilitics.errors import KubiliticsError
+from kubilitics.errors import KubernetesApiError, KubiliticsError
+from kubilitics.rawjson import split_list
 
 DISCOVERY_TTL_SECONDS = 300
 # A kind not found in a cache at least this old triggers one fresh discovery (new CRDs).
@@ -220,8 +221,10 @@ class KubernetesGateway:
         continue_token: str | None = None,
         timeout: float | None = None,
         rows_only: bool = False,
+        raw_items: bool = False,
     ) -> dict[str, Any]:
-        """`rows_only`: a Table with one small row per object (`rows`), enough to count and skip."""
+        """`rows_only`: a Table with one small row per object (`rows`), enough to count and skip.
+        `raw_items`: the items as the JSON text the API server sent (`RawJSON`, whole objects)."""
         params = {
             "labelSelector": label_selector or None,
             "fieldSelector": field_selector or None,
@@ -229,13 +232,19 @@ class KubernetesGateway:
             "continue": continue_token or None,
             "includeObject": "None" if rows_only else None,
         }
-        return self.client(context).json(
-            "GET",
-            rtype.path(namespace),
-            timeout=timeout or self.timeout,
-            params=params,
-            accept=TABLE_ACCEPT if rows_only else "application/json",
-        )
+        client = self.client(context)
+        path, timeout = rtype.path(namespace), timeout or self.timeout
+        if rows_only or not raw_items:
+            accept = TABLE_ACCEPT if rows_only else "application/json"
+            return client.json("GET", path, timeout=timeout, params=params, accept=accept)
+        data = client.request("GET", path, timeout=timeout, params=params).data
+        try:
+            return split_list(data, rtype.api_version, rtype.kind)
+        except ValueError as exc:  # msgspec's decode errors are ValueErrors
+            raise KubernetesApiError(
+                f"The API server's answer to a {rtype.kind} list is not a list: {exc}",
+                details={"context": context.name},
+            ) from exc
 
     def get(
         self, context: ContextConfig, rtype: ResourceType, namespace: str | None, name: str

@@ -1,7 +1,7 @@
 """Resources (reference section 3): list, create, update and delete any kind the cluster serves.
 
 Objects stay raw Kubernetes JSON from end to end (camelCase, every field), so what a client reads
-it can send back. Lists page with the API server's own limit/continue (spec-decisions 4): one
+it can send back; a listed object is not even parsed, its text passes through (kubilitics.rawjson). Lists page with the API server's own limit/continue (spec-decisions 4): one
 consistent snapshot per request, skipped and counted with table rows (no object bodies), so
 `total_count` and `has_more` are exact without holding the whole list. Sorting has to see every
 object; it keeps only the best `offset + limit` of them while reading page by page.
@@ -17,8 +17,10 @@ from typing import Any
 
 import orjson
 
+from kubilitics import rawjson
 from kubilitics.errors import KubernetesApiError, KubiliticsError
 from kubilitics.ports import KubernetesPort
+from kubilitics.rawjson import RawJSON
 from kubilitics.services.selectors import (
     is_dns1123_label,
     is_dns1123_subdomain,
@@ -49,7 +51,7 @@ class ListQuery:
 
 @dataclass(frozen=True)
 class Page:
-    items: list[dict[str, Any]]
+    items: list[Any]  # RawJSON objects (or dicts from a port that parsed them)
     total: int
 
 
@@ -94,16 +96,13 @@ def _invalid_parameter(parameter: str, message: str, **details: Any) -> Kubiliti
 
 
 def sort_key(sort_by: str | None) -> Callable[[dict[str, Any]], tuple[str, ...]]:
+    """The key of an object's metadata in the wanted order."""
     if sort_by is None:  # the API server's own order
-        return lambda o: (o["metadata"].get("namespace", ""), o["metadata"].get("name", ""))
+        return lambda m: (m.get("namespace", ""), m.get("name", ""))
     if sort_by == "name":
-        return lambda o: (o["metadata"].get("name", ""), o["metadata"].get("namespace", ""))
+        return lambda m: (m.get("name", ""), m.get("namespace", ""))
     # RFC 3339 UTC timestamps order as strings; name and namespace make the order total.
-    return lambda o: (
-        o["metadata"].get("creationTimestamp", ""),
-        o["metadata"].get("namespace", ""),
-        o["metadata"].get("name", ""),
-    )
+    return lambda m: (m.get("creationTimestamp", ""), m.get("namespace", ""), m.get("name", ""))
 
 
 class _Ranked:
@@ -114,7 +113,7 @@ class _Ranked:
     def __init__(self, key: tuple[str, ...], descending: bool):
         self.key = key
         self.descending = descending
-        self.text = b""
+        self.text = RawJSON()
 
     def __lt__(self, other: _Ranked) -> bool:
         # Keys are unique (they end with namespace and name), so there are no ties to break.
@@ -181,8 +180,9 @@ class ResourcesService:
         if page.total == 0 and namespace is not None:
             self._require_namespace(context, namespace)
         for item in page.items:  # list items come without their type; a client needs it to PUT back
-            item.setdefault("apiVersion", rtype.api_version)
-            item.setdefault("kind", rtype.kind)
+            if isinstance(item, dict):  # (RawJSON objects have it already)
+                item.setdefault("apiVersion", rtype.api_version)
+                item.setdefault("kind", rtype.kind)
         return {
             "kind": rtype.kind,
             "api_version": rtype.api_version,
@@ -209,6 +209,7 @@ class ResourcesService:
                 limit=limit,
                 continue_token=continue_token,
                 rows_only=rows_only,
+                raw_items=not rows_only,  # objects pass through as the API server's JSON text
             )
 
         return lister
@@ -255,26 +256,28 @@ class ResourcesService:
         key = sort_key(query.sort_by)
         keep = query.offset + query.limit
         # Only the best offset+limit objects are held, never the whole list, and as JSON text: a
-        # parsed pod takes ~5x the memory, and a deep offset keeps thousands of them.
+        # parsed pod takes ~5x the memory, and a deep offset keeps thousands of them. Only the
+        # metadata of each object is parsed.
         best: list[_Ranked] = []  # a heap, the worst kept object on top
         seen = 0
         token: str | None = None
         while True:
             page = lister(limit=SORT_PAGE, continue_token=token)
             for item in page["items"]:
-                ranked = _Ranked(key(item), descending)
+                text = item if isinstance(item, RawJSON) else RawJSON(orjson.dumps(item))
+                ranked = _Ranked(key(rawjson.metadata(text)), descending)
                 if len(best) < keep:
-                    ranked.text = orjson.dumps(item)
+                    ranked.text = text
                     heapq.heappush(best, ranked)
                 elif best[0] < ranked:
-                    ranked.text = orjson.dumps(item)
+                    ranked.text = text
                     heapq.heapreplace(best, ranked)
             seen += len(page["items"])
             token = page["metadata"].get("continue")
             if not token:
                 break
         ordered = sorted(best, reverse=True)[query.offset :]
-        return Page([orjson.loads(ranked.text) for ranked in ordered], seen)
+        return Page([ranked.text for ranked in ordered], seen)
 
     @staticmethod
     def _selector_error(exc: KubiliticsError, labels: str | None, fields: str | None) -> KubiliticsError:

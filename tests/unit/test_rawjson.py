@@ -1,0 +1,73 @@
+"""Lists split into raw objects: what a client reads back must be the API server's objects, typed."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from kubilitics.api.responses import dumps
+from kubilitics.rawjson import RawJSON, metadata, split_list
+
+
+def listed(items: list[dict], **list_metadata) -> bytes:
+    return orjson.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": list_metadata, "items": items})
+
+
+def test_built_in_items_get_their_type_and_keep_every_field():
+    pod = {"metadata": {"name": "web-1", "labels": {"app": "web"}}, "spec": {"nodeName": "n1"}, "status": {}}
+    result = split_list(listed([pod], resourceVersion="42", remainingItemCount=7), "v1", "Pod")
+
+    assert result["metadata"] == {"resourceVersion": "42", "remainingItemCount": 7}
+    (item,) = result["items"]
+    assert isinstance(item, RawJSON)
+    assert orjson.loads(bytes(item)) == {"apiVersion": "v1", "kind": "Pod", **pod}
+
+
+def test_custom_resources_keep_their_own_type_and_other_shapes_are_completed():
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "blue"}}
+    status_first = {"status": {"phase": "Running"}, "metadata": {"name": "odd"}}
+    items = split_list(listed([widget, status_first]), "example.com/v1", "Widget")["items"]
+
+    assert [orjson.loads(bytes(i)) for i in items] == [
+        widget,
+        {**status_first, "apiVersion": "example.com/v1", "kind": "Widget"},
+    ]
+
+
+def test_a_nested_object_that_looks_like_an_item_is_left_alone():
+    # A StatefulSet's volumeClaimTemplates are objects with metadata inside the item.
+    sts = {
+        "metadata": {"name": "db"},
+        "spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}}, {"metadata": {"name": "logs"}}]},
+    }
+    (item,) = split_list(listed([sts]), "apps/v1", "StatefulSet")["items"]
+    parsed = orjson.loads(bytes(item))
+    assert parsed["kind"] == "StatefulSet"
+    assert parsed["spec"]["volumeClaimTemplates"] == [
+        {"metadata": {"name": "data"}},
+        {"metadata": {"name": "logs"}},
+    ]
+
+
+def test_raw_items_are_written_into_a_response_as_they_are():
+    items = split_list(listed([{"metadata": {"name": f"p{i}"}} for i in range(3)]), "v1", "Pod")["items"]
+    body = orjson.loads(dumps({"total_count": 3, "items": items}))
+    assert [i["metadata"]["name"] for i in body["items"]] == ["p0", "p1", "p2"]
+    assert {i["kind"] for i in body["items"]} == {"Pod"}
+
+
+def test_empty_and_null_item_lists():
+    assert split_list(listed([]), "v1", "Pod")["items"] == []
+    assert split_list(b'{"kind":"PodList","metadata":{},"items":null}', "v1", "Pod")["items"] == []
+
+
+@pytest.mark.parametrize("data", [b"not json", b'{"items": {"a": 1}}', b'{"items": [1, 2'])
+def test_an_answer_that_is_not_a_list_is_a_value_error(data):
+    with pytest.raises(ValueError):
+        split_list(data, "v1", "Pod")
+
+
+def test_metadata_reads_only_the_metadata():
+    text = RawJSON(
+        orjson.dumps({"metadata": {"name": "a", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": {}})
+    )
+    assert metadata(text) == {"name": "a", "creationTimestamp": "2026-01-01T00:00:00Z"}
