@@ -747,6 +747,36 @@ def test_topology_of_the_whole_cluster(aws, on_cluster, handler, mint, world):
     assert body["network_policies"]["by_namespace"][world.namespace] == 2
 
 
+def test_topology_follows_namespaces_made_and_deleted_since_the_last_call(
+    aws, on_cluster, handler, mint, k8s_cluster, k8s_namespace
+):
+    # A repeated topology starts the pod tables of the namespaces it saw last time before the
+    # namespace list is in: one made since must still be read, one deleted since must be gone.
+    token = mint()
+    assert k8s_namespace in {
+        n["name"] for n in call(handler, TOPOLOGY, token, include_metrics=False)["namespaces"]
+    }
+    made = k8s_namespace[:55] + "-made"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "waiting", "namespace": made},
+        "spec": {"schedulerName": "no-such-scheduler", "containers": [{"name": "c", "image": "busybox"}]},
+    }
+    k8s_cluster.kubectl("create", "namespace", made)
+    try:
+        k8s_cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+        k8s_cluster.kubectl("delete", "namespace", k8s_namespace, "--wait=true", "--timeout=60s")
+
+        body = call(handler, TOPOLOGY, token, include_metrics=False)
+        namespaces = {n["name"]: n for n in body["namespaces"]}
+        assert k8s_namespace not in namespaces
+        assert namespaces[made]["pod_count"] == 1
+        assert {"namespace": made, "name": "waiting", "status": "Pending"} in body["unscheduled_pods"]
+    finally:
+        k8s_cluster.kubectl("delete", "namespace", made, "--wait=false", check=False)
+
+
 @pytest.mark.parametrize(
     ("query", "status", "code"),
     [

@@ -27,7 +27,7 @@ from kubilitics.services.metrics import METRICS_API, node_status
 from kubilitics.services.quantities import format_bytes, format_cores, parse_quantity, percent
 
 RECENT_WARNINGS = 20
-TABLE_WORKERS = 16
+TABLE_WORKERS = 32  # pod tables at once: fewer leave the API server idle between them (2 CPUs here)
 WORKLOADS = {
     "deployments": "/apis/apps/v1",
     "statefulsets": "/apis/apps/v1",
@@ -116,6 +116,11 @@ class TopologyService:
     def __init__(self, kube: KubernetesPort, events: EventsService):
         self._kube = kube
         self._events = events
+        self._seen_namespaces: dict[str, list[str]] = {}  # per context: the last answer's namespaces
+        # Threads kept between requests: a thread started per call waits ~1 ms for the GIL while
+        # the answers already in are parsed, and a topology makes dozens of calls.
+        self._call_threads = ThreadPoolExecutor(max_workers=24, thread_name_prefix="topology")
+        self._table_threads = ThreadPoolExecutor(max_workers=TABLE_WORKERS, thread_name_prefix="pod-tables")
 
     def topology(
         self,
@@ -209,25 +214,33 @@ class TopologyService:
                 context, now=now, namespace=namespace, event_type="Warning", limit=RECENT_WARNINGS
             )
 
-        # One thread per call, so the pod tables may wait on the namespace list without a deadlock.
-        with ThreadPoolExecutor(max_workers=len(calls) + 1) as pool:
-            futures: dict[str, Future[Any]] = {name: pool.submit(call) for name, call in calls.items()}
-            if depth in (2, 3):
-                if namespace:
-                    names: Callable[[], list[str]] = lambda: [namespace]  # noqa: E731
-                else:
-                    names = lambda: [  # noqa: E731
-                        n["metadata"]["name"] for n in futures["namespaces"].result().get("items") or []
-                    ]
-                futures["pods"] = pool.submit(self._pod_rows_from_tables, context, names)
-            results: dict[str, Any] = {}
-            for name, future in futures.items():
-                try:
-                    results[name] = future.result()
-                except KubiliticsError as exc:
-                    if not name.endswith("_metrics"):
-                        raise
-                    results[name] = exc
+        futures: dict[str, Future[Any]] = {
+            name: self._call_threads.submit(call) for name, call in calls.items()
+        }
+        pods: list[PodRow] | KubiliticsError = []
+        if depth in (2, 3):  # waits here, on this thread: no pool thread ever waits on another
+            if namespace:
+                names: Callable[[], list[str]] = lambda: [namespace]  # noqa: E731
+            else:
+                names = lambda: [  # noqa: E731
+                    n["metadata"]["name"] for n in futures["namespaces"].result().get("items") or []
+                ]
+            try:
+                pods = self._pod_rows_from_tables(context, names, guess=not namespace)
+            except KubiliticsError as exc:  # raised below, after the errors of the earlier calls
+                pods = exc
+        results: dict[str, Any] = {}
+        for name, future in futures.items():
+            try:
+                results[name] = future.result()
+            except KubiliticsError as exc:
+                if not name.endswith("_metrics"):
+                    raise
+                results[name] = exc
+        if isinstance(pods, KubiliticsError):
+            raise pods
+        if depth in (2, 3):
+            results["pods"] = pods
         return results
 
     def _metadata_call(
@@ -235,37 +248,45 @@ class TopologyService:
     ) -> Callable[[], Any]:
         return lambda: self._kube.list_metadata(context, _scoped(group, plural, namespace))
 
-    def _pod_rows_from_tables(self, context: ContextConfig, names: Callable[[], list[str]]) -> list[PodRow]:
-        """Pods as kubectl's table, one namespace at a time (table rows do not name their namespace)."""
-        namespaces = names()
-        if not namespaces:
-            return []
+    def _pod_rows_from_tables(
+        self, context: ContextConfig, names: Callable[[], list[str]], guess: bool
+    ) -> list[PodRow]:
+        """Pods as kubectl's table, one namespace at a time (table rows do not name their namespace).
 
-        def table(ns: str) -> list[PodRow]:
-            listing = self._kube.list_table(context, f"{namespace_path(ns)}/pods")
-            if "rows" not in listing:  # a server without tables answered with the plain list
-                return [_row_of(p) for p in listing.get("items") or []]
-            columns = [c.get("name") for c in listing.get("columnDefinitions") or []]
-            if not {"Name", "Status", "Node"} <= set(columns):
-                raise KubiliticsError(
-                    "The API server's pod table lacks Name, Status or Node", code="kubernetes_api_error"
-                )
-            name_at, status_at, node_at = (
-                columns.index("Name"),
-                columns.index("Status"),
-                columns.index("Node"),
+        `guess`: the tables of the namespaces the last answer listed start at once, without waiting
+        for the namespace list; namespaces new since then follow it, and the tables of those gone
+        are dropped.
+        """
+        guessed = self._seen_namespaces.get(context.name, []) if guess else []
+        tables = {ns: self._table_threads.submit(self._pod_table, context, ns) for ns in guessed}
+        current = names()
+        for ns in current:
+            if ns not in tables:
+                tables[ns] = self._table_threads.submit(self._pod_table, context, ns)
+        for ns in tables.keys() - set(current):
+            tables[ns].cancel()
+        if guess:
+            self._seen_namespaces[context.name] = current
+        return [row for ns in current for row in tables[ns].result()]
+
+    def _pod_table(self, context: ContextConfig, ns: str) -> list[PodRow]:
+        listing = self._kube.list_table(context, f"{namespace_path(ns)}/pods")
+        if "rows" not in listing:  # a server without tables answered with the plain list
+            return [_row_of(p) for p in listing.get("items") or []]
+        columns = [c.get("name") for c in listing.get("columnDefinitions") or []]
+        if not {"Name", "Status", "Node"} <= set(columns):
+            raise KubiliticsError(
+                "The API server's pod table lacks Name, Status or Node", code="kubernetes_api_error"
             )
-            rows = []
-            for row in listing["rows"]:
-                cells = row["cells"]
-                node = cells[node_at]
-                rows.append(
-                    PodRow(ns, cells[name_at], cells[status_at], node if node and node != "<none>" else None)
-                )
-            return rows
-
-        with ThreadPoolExecutor(max_workers=min(len(namespaces), TABLE_WORKERS)) as pool:
-            return [row for rows in pool.map(table, namespaces) for row in rows]
+        name_at, status_at, node_at = columns.index("Name"), columns.index("Status"), columns.index("Node")
+        rows = []
+        for row in listing["rows"]:
+            cells = row["cells"]
+            node = cells[node_at]
+            rows.append(
+                PodRow(ns, cells[name_at], cells[status_at], node if node and node != "<none>" else None)
+            )
+        return rows
 
     # ---- shaping ---------------------------------------------------------------------------
 
@@ -305,14 +326,15 @@ class TopologyService:
         pod_usage = self._pod_usage(got.get("pod_metrics"))
         owners = self._owner_resolver(got) if depth >= 4 else None
         by_node: dict[str, list[dict[str, Any]]] = {n["metadata"]["name"]: [] for n in nodes}
-        counts: Counter[str] = Counter()
+        counts = Counter(pod.node for pod in pods if pod.node) if depth < 3 else None  # else len(pods)
         unscheduled: list[dict[str, Any]] = []
-        for pod in pods:
-            if pod.node:
-                counts[pod.node] += 1
-            if depth < 3:
-                continue
-            shown = self._pod_entry(pod, depth, pod_usage, owners)
+        # Depth 3 shows a pod by its row alone: built here, not by _pod_entry (10,000 calls saved).
+        plain = depth == 3 and pod_usage is None
+        for pod in pods if depth >= 3 else ():
+            if plain:
+                shown = {"namespace": pod.namespace, "name": pod.name, "status": pod.status}
+            else:
+                shown = self._pod_entry(pod, depth, pod_usage, owners)
             if pod.node in by_node:
                 by_node[pod.node].append(shown)
             elif not pod.node:
@@ -327,7 +349,7 @@ class TopologyService:
                 "status": node_status(node),
                 "cpu_available_cores": format_cores(parse_quantity(allocatable.get("cpu"))),
                 "memory_available_bytes": format_bytes(parse_quantity(allocatable.get("memory"))),
-                "pod_count": counts.get(name, 0),
+                "pod_count": counts.get(name, 0) if counts is not None else len(by_node[name]),
             }
             if "node_metrics" in got:  # asked for: null when metrics-server has no figures
                 entry["metrics"] = self._node_metrics((node_usage or {}).get(name), allocatable)
