@@ -387,7 +387,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--nodes", type=int, default=100, help="KWOK nodes at the first size")
     parser.add_argument("--namespaces", type=int, default=20, help="namespaces at the first size")
-    parser.add_argument("--runs", type=int, default=21, help="measured rounds per size (the machine is noisy)")
+    parser.add_argument("--runs", type=int, default=21, help="rounds per size (default 21)")
     parser.add_argument("--kubeconfig", type=Path, help="an existing cluster instead of the bench's own")
     parser.add_argument("--context")
     parser.add_argument("--keep", action="store_true", help="leave the cluster and its load for the next run")

@@ -1,10 +1,11 @@
 """Resources (reference section 3): list, create, update and delete any kind the cluster serves.
 
 Objects stay raw Kubernetes JSON from end to end (camelCase, every field), so what a client reads
-it can send back; a listed object is not even parsed, its text passes through (kubilitics.rawjson). Lists page with the API server's own limit/continue (spec-decisions 4): one
-consistent snapshot per request, skipped and counted with table rows (no object bodies), so
-`total_count` and `has_more` are exact without holding the whole list. Sorting has to see every
-object; it keeps only the best `offset + limit` of them while reading page by page.
+it can send back; a listed object is not even parsed, its text passes through (kubilitics.rawjson).
+Lists page with the API server's own limit/continue (spec-decisions 4): one consistent snapshot per
+request, skipped and counted with table rows (no object bodies), so `total_count` and `has_more` are
+exact without holding the whole list. Sorting has to see every object; it keeps only the best
+`offset + limit` of them while reading page by page, parsing only their metadata.
 """
 
 from __future__ import annotations
