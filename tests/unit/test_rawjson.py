@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 from kubilitics.api.responses import dumps
-from kubilitics.rawjson import RawJSON, metadata, split_list
+from kubilitics.rawjson import RawJSON, identity, split_list
 
 
 def listed(items: list[dict], **list_metadata) -> bytes:
@@ -66,8 +66,25 @@ def test_an_answer_that_is_not_a_list_is_a_value_error(data):
         split_list(data, "v1", "Pod")
 
 
-def test_metadata_reads_only_the_metadata():
+def test_identity_reads_name_namespace_and_creation_time():
     text = RawJSON(
-        orjson.dumps({"metadata": {"name": "a", "creationTimestamp": "2026-01-01T00:00:00Z"}, "spec": {}})
+        orjson.dumps(
+            {
+                "metadata": {
+                    "name": "a",
+                    "namespace": "ns",
+                    "creationTimestamp": "2026-01-01T00:00:00Z",
+                    "managedFields": [{"manager": "kubectl"}],
+                },
+                "spec": {},
+            }
+        )
     )
-    assert metadata(text) == {"name": "a", "creationTimestamp": "2026-01-01T00:00:00Z"}
+    assert identity(text) == {"name": "a", "namespace": "ns", "creationTimestamp": "2026-01-01T00:00:00Z"}
+    # cluster-scoped objects have no namespace; Kubernetes writes null for a time not set
+    assert identity(RawJSON(b'{"metadata":{"name":"x","creationTimestamp":null}}'))["creationTimestamp"] == ""
+    assert identity(RawJSON(b'{"metadata":{"name":"n1"}}')) == {
+        "name": "n1",
+        "namespace": "",
+        "creationTimestamp": "",
+    }

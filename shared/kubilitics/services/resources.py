@@ -100,7 +100,7 @@ def _invalid_parameter(parameter: str, message: str, **details: Any) -> Kubiliti
 
 
 def sort_key(sort_by: str | None) -> Callable[[dict[str, Any]], tuple[str, ...]]:
-    """The key of an object's metadata in the wanted order."""
+    """The key of an object's identity (rawjson.identity) in the wanted order."""
     if sort_by is None:  # the API server's own order
         return lambda m: (m.get("namespace", ""), m.get("name", ""))
     if sort_by == "name":
@@ -259,8 +259,8 @@ class ResourcesService:
         key = sort_key(query.sort_by)
         keep = query.offset + query.limit
         # Only the best offset+limit objects are held, never the whole list, and as JSON text: a
-        # parsed pod takes ~5x the memory, and a deep offset keeps thousands of them. Only the
-        # metadata of each object is parsed.
+        # parsed pod takes ~5x the memory, and a deep offset keeps thousands of them. Of each object
+        # only name, namespace and creation time are read.
         best: list[_Ranked] = []  # a heap, the worst kept object on top
         seen = 0
         token: str | None = None
@@ -268,7 +268,7 @@ class ResourcesService:
             page = lister(limit=SORT_PAGE, continue_token=token)
             for item in page["items"]:
                 text = item if isinstance(item, RawJSON) else RawJSON(orjson.dumps(item))
-                ranked = _Ranked(key(rawjson.metadata(text)), descending)
+                ranked = _Ranked(key(rawjson.identity(text)), descending)
                 if len(best) < keep:
                     ranked.text = text
                     heapq.heappush(best, ranked)
