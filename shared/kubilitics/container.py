@@ -233,6 +233,9 @@ class Container:
             clock=self.clock,
             retention_seconds=self.settings.investigation_retention_days * 86400,
             llm_configured=lambda: bool(self.anthropic_api_key()),
+            max_concurrent=lambda: (
+                self.ai_config.effective().investigation_settings.max_concurrent_investigations
+            ),
         )
 
     @cached_property

@@ -110,6 +110,14 @@ def slots_held(sub: str) -> int:
     return store.slot_count(f"cc#{sub}#investigations")
 
 
+def shared_slots_held() -> int:
+    from kubilitics.adapters.dynamodb import DynamoRateLimitStore
+    from kubilitics.container import get_container
+
+    store = DynamoRateLimitStore(get_container().settings.rate_limit_table)
+    return store.slot_count("cc-all#investigations")
+
+
 # -- a whole investigation ----------------------------------------------------------------------
 
 
@@ -216,6 +224,30 @@ def test_five_running_investigations_per_user_at_most(handler, mint, crashing):
     started = start(handler, token, body_for(crashing, investigation_scope="quick"))
     assert wait_finished(handler, token, started["investigation_id"], crashing)["status"] == "completed"
     assert slots_held("bob") == 4
+
+
+def test_the_ai_config_caps_investigations_running_for_all_users_at_once(handler, mint, crashing):
+    from kubilitics.container import get_container
+
+    services = get_container()
+    config = services.ai_config
+    for _ in range(5):  # five in progress for other users: the default cap of 5 is reached
+        services.rate_limiter.acquire_shared_slot("investigations", 5)
+    try:
+        token = mint(sub="dave", scopes="read,write")
+        error = expect_error(handler, start_event(token, body_for(crashing)), 429, "rate_limit_exceeded")
+        assert error["details"] == {"category": "investigations", "concurrent_limit": 5, "scope": "all_users"}
+        assert slots_held("dave") == 0  # the user's own slot was given back
+
+        # PUT /api/v1/ai/config applies to the next request.
+        config.update({"investigation_settings": {"max_concurrent_investigations": 6}}, lambda: None, "admin")
+        started = start(handler, token, body_for(crashing, investigation_scope="quick"))
+        assert wait_finished(handler, token, started["investigation_id"], crashing)["status"] == "completed"
+        assert shared_slots_held() == 5 and slots_held("dave") == 0
+    finally:
+        for _ in range(5):
+            services.rate_limiter.release_shared_slot("investigations")
+        config.update({"investigation_settings": {"max_concurrent_investigations": 5}}, lambda: None, "admin")
 
 
 def test_a_failing_step_marks_the_investigation_failed_and_frees_the_slot(

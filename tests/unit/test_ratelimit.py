@@ -155,3 +155,22 @@ def test_a_window_is_indexed_for_analytics_once_by_its_first_request(store, monk
     fail_index = True
     assert store.increment_window("rl#erin#read#1800000060", 1_800_003_660, usage) == 1
     assert "not indexed" in caplog.text
+
+
+def test_a_shared_cap_counts_every_user_and_comes_back_on_release(store):
+    limiter = RateLimiter(store, FakeClock(1_800_000_000.0))
+    limiter.acquire_slot(principal("alice"), "investigations")
+    limiter.acquire_shared_slot("investigations", 2)
+    limiter.acquire_slot(principal("bob"), "investigations")
+    limiter.acquire_shared_slot("investigations", 2)
+    with pytest.raises(KubiliticsError) as refused:
+        limiter.acquire_shared_slot("investigations", 2)
+    assert refused.value.code == "rate_limit_exceeded"
+    assert refused.value.details == {"category": "investigations", "concurrent_limit": 2, "scope": "all_users"}
+    # the users' own slots are apart from the shared one
+    assert store.slot_count(RateLimiter.slot_key("alice", "investigations")) == 1
+    assert store.slot_count(RateLimiter.shared_slot_key("investigations")) == 2
+    limiter.release_shared_slot("investigations")
+    limiter.acquire_shared_slot("investigations", 2)  # a raised cap would admit more at once, too
+    limiter.acquire_shared_slot("investigations", 3)
+    assert store.slot_count(RateLimiter.shared_slot_key("investigations")) == 3

@@ -32,7 +32,7 @@ from kubilitics.errors import (
 )
 from kubilitics.ports import AIProvider, Clock, InvestigationStore, KubernetesPort
 from kubilitics.services.actions import ActionService
-from kubilitics.services.investigations import CATEGORY, PROGRESS
+from kubilitics.services.investigations import PROGRESS, release_slots
 from kubilitics.services.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -333,7 +333,7 @@ class InvestigationTasks:
     def _release_slot(self, investigation_id: str, state: dict[str, Any]) -> None:
         # Once per investigation, however often the step is retried.
         if state.get("requested_by") and self._store.claim_slot_release(investigation_id):
-            self._limiter.release_slot(str(state["requested_by"]), CATEGORY)
+            release_slots(self._limiter, str(state["requested_by"]))
 
     def _expires(self) -> int:
         return int(self._clock.now()) + self._retention

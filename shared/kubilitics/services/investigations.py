@@ -52,7 +52,11 @@ class InvestigationService:
         clock: Clock,
         retention_seconds: int,
         llm_configured: Callable[[], bool],
+        max_concurrent: Callable[[], int] = lambda: 5,
     ):
+        """`max_concurrent`: investigations in progress at once across all users (the AI config's
+        investigation_settings.max_concurrent_investigations, read at each start)."""
+        self._max_concurrent = max_concurrent
         self._kube = kube
         self._store = store
         self._starter = starter
@@ -60,6 +64,15 @@ class InvestigationService:
         self._clock = clock
         self._retention = retention_seconds
         self._llm_configured = llm_configured
+
+    def _take_slots(self, principal: Principal) -> None:
+        """429 beyond 5 running for this user, or beyond the deployment's cap for all users."""
+        self._limiter.acquire_slot(principal, CATEGORY)
+        try:
+            self._limiter.acquire_shared_slot(CATEGORY, self._max_concurrent())
+        except Exception:
+            self._limiter.release_slot(principal.sub, CATEGORY)
+            raise
 
     def start(self, principal: Principal, context: Any, request: InvestigationRequest) -> dict[str, Any]:
         rtype = self._kube.resource_type(context, request.resource_kind)  # 400 invalid_resource_kind
@@ -82,7 +95,7 @@ class InvestigationService:
                     "resource_kind": rtype.kind,
                 },
             ) from exc
-        self._limiter.acquire_slot(principal, CATEGORY)  # 429 beyond 5 running per user
+        self._take_slots(principal)
         now = self._clock.now()
         investigation_id = new_id("inv", now)
         resource = {"kind": rtype.kind, "namespace": namespace, "name": request.resource_name}
@@ -119,11 +132,11 @@ class InvestigationService:
             self._store.create(record)
             execution = self._starter.start(investigation_id, payload)
         except KubiliticsError as exc:
-            self._limiter.release_slot(principal.sub, CATEGORY)
+            release_slots(self._limiter, principal.sub)
             self._fail_quietly(investigation_id, exc)
             raise
         except Exception:
-            self._limiter.release_slot(principal.sub, CATEGORY)
+            release_slots(self._limiter, principal.sub)
             raise
         self._store.update(investigation_id, {"execution_arn": execution})
         return {
@@ -257,3 +270,9 @@ class InvestigationHistoryView:
             for a in self._actions.list_status(status)
             if start <= a["proposed_at"] <= end
         ]
+
+
+def release_slots(limiter: RateLimiter, sub: str) -> None:
+    """Give back what an investigation holds: its user's slot and its share of the deployment's."""
+    limiter.release_slot(sub, CATEGORY)
+    limiter.release_shared_slot(CATEGORY)

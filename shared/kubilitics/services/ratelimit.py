@@ -110,7 +110,30 @@ class RateLimiter:
         if policy.concurrent is None:
             raise ValueError(f"category {category!r} has no concurrency limit")
         limit = policy.concurrent * principal.rate_multiplier
-        key = self.slot_key(principal.sub, category)
+        self._take(
+            self.slot_key(principal.sub, category),
+            limit,
+            f"At most {limit} concurrent {category} per user",
+            {"category": category, "concurrent_limit": limit},
+        )
+
+    def release_slot(self, sub: str, category: str) -> None:
+        self._store.release_slot(self.slot_key(sub, category))
+
+    def acquire_shared_slot(self, category: str, limit: int) -> None:
+        """Take one of `limit` slots that every user shares (a deployment-wide cap) or raise 429;
+        pair every success with `release_shared_slot`."""
+        self._take(
+            self.shared_slot_key(category),
+            limit,
+            f"At most {limit} concurrent {category} across all users",
+            {"category": category, "concurrent_limit": limit, "scope": "all_users"},
+        )
+
+    def release_shared_slot(self, category: str) -> None:
+        self._store.release_slot(self.shared_slot_key(category))
+
+    def _take(self, key: str, limit: int, message: str, details: dict[str, object]) -> None:
         now = int(self._clock.now())
         lease_until = now + SLOT_LEASE_SECONDS
         if self._store.acquire_slot(key, limit, lease_until):
@@ -118,15 +141,12 @@ class RateLimiter:
         if self._store.reset_stale_slots(key, now, lease_until):
             log.warning("concurrency counter %s had an expired lease; started afresh", key)
             return
-        raise RateLimitExceeded(
-            f"At most {limit} concurrent {category} per user",
-            details={"category": category, "concurrent_limit": limit},
-            headers={"Retry-After": "5"},
-        )
-
-    def release_slot(self, sub: str, category: str) -> None:
-        self._store.release_slot(self.slot_key(sub, category))
+        raise RateLimitExceeded(message, details=details, headers={"Retry-After": "5"})
 
     @staticmethod
     def slot_key(sub: str, category: str) -> str:
         return f"cc#{sub}#{category}"
+
+    @staticmethod
+    def shared_slot_key(category: str) -> str:
+        return f"cc-all#{category}"  # "cc#<sub>#..." keys belong to users
