@@ -166,7 +166,8 @@ def test_a_shared_cap_counts_every_user_and_comes_back_on_release(store):
     with pytest.raises(KubiliticsError) as refused:
         limiter.acquire_shared_slot("investigations", 2)
     assert refused.value.code == "rate_limit_exceeded"
-    assert refused.value.details == {"category": "investigations", "concurrent_limit": 2, "scope": "all_users"}
+    expected = {"category": "investigations", "concurrent_limit": 2, "scope": "all_users"}
+    assert refused.value.details == expected
     # the users' own slots are apart from the shared one
     assert store.slot_count(RateLimiter.slot_key("alice", "investigations")) == 1
     assert store.slot_count(RateLimiter.shared_slot_key("investigations")) == 2
