@@ -28,6 +28,9 @@ def client(service: str) -> Any:
                 read_timeout=5,
                 retries={"max_attempts": 3, "mode": "standard"},
                 max_pool_connections=32,
+                # Our requests are built by code, and the service checks them anyway: skipping the
+                # client's own check saves ~0.3 ms of CPU a call (the rate-limit write is on every request).
+                parameter_validation=False,
             ),
         )
 
