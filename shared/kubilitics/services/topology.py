@@ -28,6 +28,10 @@ from kubilitics.services.quantities import format_bytes, format_cores, parse_qua
 
 RECENT_WARNINGS = 20
 TABLE_WORKERS = 32  # pod tables at once: fewer leave the API server idle between them (2 CPUs here)
+# Threads kept between requests (and shared by every instance of the service): a thread started per
+# call waits ~1 ms for the GIL while the answers already in are parsed, and a topology makes dozens.
+_CALL_THREADS = ThreadPoolExecutor(max_workers=24, thread_name_prefix="topology")
+_TABLE_THREADS = ThreadPoolExecutor(max_workers=TABLE_WORKERS, thread_name_prefix="pod-tables")
 WORKLOADS = {
     "deployments": "/apis/apps/v1",
     "statefulsets": "/apis/apps/v1",
@@ -117,10 +121,6 @@ class TopologyService:
         self._kube = kube
         self._events = events
         self._seen_namespaces: dict[str, list[str]] = {}  # per context: the last answer's namespaces
-        # Threads kept between requests: a thread started per call waits ~1 ms for the GIL while
-        # the answers already in are parsed, and a topology makes dozens of calls.
-        self._call_threads = ThreadPoolExecutor(max_workers=24, thread_name_prefix="topology")
-        self._table_threads = ThreadPoolExecutor(max_workers=TABLE_WORKERS, thread_name_prefix="pod-tables")
 
     def topology(
         self,
@@ -214,9 +214,7 @@ class TopologyService:
                 context, now=now, namespace=namespace, event_type="Warning", limit=RECENT_WARNINGS
             )
 
-        futures: dict[str, Future[Any]] = {
-            name: self._call_threads.submit(call) for name, call in calls.items()
-        }
+        futures: dict[str, Future[Any]] = {name: _CALL_THREADS.submit(call) for name, call in calls.items()}
         pods: list[PodRow] | KubiliticsError = []
         if depth in (2, 3):  # waits here, on this thread: no pool thread ever waits on another
             if namespace:
@@ -258,11 +256,11 @@ class TopologyService:
         are dropped.
         """
         guessed = self._seen_namespaces.get(context.name, []) if guess else []
-        tables = {ns: self._table_threads.submit(self._pod_table, context, ns) for ns in guessed}
+        tables = {ns: _TABLE_THREADS.submit(self._pod_table, context, ns) for ns in guessed}
         current = names()
         for ns in current:
             if ns not in tables:
-                tables[ns] = self._table_threads.submit(self._pod_table, context, ns)
+                tables[ns] = _TABLE_THREADS.submit(self._pod_table, context, ns)
         for ns in tables.keys() - set(current):
             tables[ns].cancel()
         if guess:
