@@ -70,7 +70,7 @@ class KubeRestClient:
         self._token_source = EksTokenSource(eks[0], eks[1] or default_region) if eks and not token else None
         self.ssl_context = tls
         # Kept connections: enough for the topology's calls at once (a new TLS connection costs ~5 ms).
-        self._pool = urllib3.PoolManager(ssl_context=tls, maxsize=64, retries=False)
+        self._pool = urllib3.PoolManager(ssl_context=tls, maxsize=96, retries=False)
 
     @property
     def auth_headers(self) -> dict[str, str]:
