@@ -22,10 +22,10 @@ run: setup
 
 ## test: the whole suite (unit, integration on the test cluster, end-to-end on the local server)
 # Tests on the simulated cluster get two reruns: its kubelet stand-in and exec are timing-sensitive
-# on a loaded 2-core machine. A test that fails three times fails the run.
+# on a loaded 2-core machine. A test that fails three times fails the run; -rR names the rerun ones.
 test: setup testbed-up
 	$(BIN)/pytest -q tests/unit
-	$(BIN)/pytest -q --reruns 2 --reruns-delay 3 tests/integration tests/e2e tests/testbed
+	$(BIN)/pytest -q -rR --reruns 2 --reruns-delay 3 tests/integration tests/e2e tests/testbed
 
 test-unit: setup
 	$(BIN)/pytest -q tests/unit
