@@ -52,7 +52,7 @@ class InvestigationService:
         clock: Clock,
         retention_seconds: int,
         llm_configured: Callable[[], bool],
-        max_concurrent: Callable[[], int] = lambda: 5,
+        max_concurrent: Callable[[], int],
     ):
         """`max_concurrent`: investigations in progress at once across all users (the AI config's
         investigation_settings.max_concurrent_investigations, read at each start)."""

@@ -5,7 +5,7 @@ it can send back; a listed object is not even parsed, its text passes through (k
 Lists page with the API server's own limit/continue (spec-decisions 4): one consistent snapshot per
 request, skipped and counted with table rows (no object bodies), so `total_count` and `has_more` are
 exact without holding the whole list. Sorting has to see every object; it keeps only the best
-`offset + limit` of them while reading page by page, parsing only their metadata.
+`offset + limit` of them while reading page by page, reading only their names and creation times.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from kubilitics import rawjson
 from kubilitics.errors import KubernetesApiError, KubiliticsError
@@ -55,7 +53,7 @@ class ListQuery:
 
 @dataclass(frozen=True)
 class Page:
-    items: list[Any]  # RawJSON objects (or dicts from a port that parsed them)
+    items: list[RawJSON]
     total: int
 
 
@@ -183,10 +181,6 @@ class ResourcesService:
             raise self._selector_error(exc, labels, fields) from exc
         if page.total == 0 and namespace is not None:
             self._require_namespace(context, namespace)
-        for item in page.items:  # list items come without their type; a client needs it to PUT back
-            if isinstance(item, dict):  # (RawJSON objects have it already)
-                item.setdefault("apiVersion", rtype.api_version)
-                item.setdefault("kind", rtype.kind)
         return {
             "kind": rtype.kind,
             "api_version": rtype.api_version,
@@ -213,7 +207,7 @@ class ResourcesService:
                 limit=limit,
                 continue_token=continue_token,
                 rows_only=rows_only,
-                raw_items=not rows_only,  # objects pass through as the API server's JSON text
+                raw_items=not rows_only,  # objects pass through as the API server's JSON text, typed
             )
 
         return lister
@@ -231,7 +225,7 @@ class ResourcesService:
         counting = _COUNTING.submit(_count_all, lister) if selective and offset == 0 else None
         try:
             skipped, token = _walk_rows(lister, None, most=offset) if offset else (0, "")
-            items: list[dict[str, Any]] = []
+            items: list[RawJSON] = []
             remaining: int | None = None
             # A server may answer with fewer objects than asked for and a continue token: ask again.
             while len(items) < limit and token is not None:
@@ -267,13 +261,12 @@ class ResourcesService:
         while True:
             page = lister(limit=SORT_PAGE, continue_token=token)
             for item in page["items"]:
-                text = item if isinstance(item, RawJSON) else RawJSON(orjson.dumps(item))
-                ranked = _Ranked(key(rawjson.identity(text)), descending)
+                ranked = _Ranked(key(rawjson.identity(item)), descending)
                 if len(best) < keep:
-                    ranked.text = text
+                    ranked.text = item
                     heapq.heappush(best, ranked)
                 elif best[0] < ranked:
-                    ranked.text = text
+                    ranked.text = item
                     heapq.heapreplace(best, ranked)
             seen += len(page["items"])
             token = page["metadata"].get("continue")
