@@ -280,6 +280,7 @@ def dynamodb_server(env: dict[str, str]) -> Iterator[str]:
 def token_minter(env: dict[str, str]) -> Callable[[], str]:
     """Tokens signed with the children's secret; each run gets its own user (no rate limit is hit)."""
     from kubilitics import container
+    from kubilitics.auth.impersonation import DEVELOPMENT_ADMIN_GROUP
     from kubilitics.auth.tokens import SCOPES
 
     with environment(env):
@@ -289,7 +290,9 @@ def token_minter(env: dict[str, str]) -> Callable[[], str]:
     users = itertools.count()
 
     def mint() -> str:
-        token, _ = codec.mint(sub=f"bench-{next(users)}", scopes=SCOPES, now=time.time())
+        token, _ = codec.mint(
+            sub=f"bench-{next(users)}", scopes=SCOPES, now=time.time(), groups=[DEVELOPMENT_ADMIN_GROUP]
+        )
         return token
 
     return mint

@@ -103,7 +103,11 @@ def handler_and_token(function: str) -> tuple[Callable[[dict[str, Any], Any], di
     services = container.get_container()
     with contextlib.suppress(Exception):  # tables exist when the moto server is shared
         create_tables(client("dynamodb"), services.settings)
-    token, _ = services.token_codec.mint(sub="bench", scopes=["admin"], token_type="admin", now=time.time())
+    from kubilitics.auth.impersonation import DEVELOPMENT_ADMIN_GROUP
+
+    token, _ = services.token_codec.mint(
+        sub="bench", scopes=["admin"], token_type="admin", now=time.time(), groups=[DEVELOPMENT_ADMIN_GROUP]
+    )
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     handler = importlib.import_module(f"functions.{function}.app").handler

@@ -24,6 +24,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -180,11 +181,26 @@ def unload(cluster: Cluster) -> None:
 # --- the function and its environment --------------------------------------------------------------
 
 
+def with_service_context(kubeconfig: Path, folder: Path) -> Path:
+    """A copy of the kubeconfig with SERVICE_CONTEXT beside its current context: the same cluster and
+    user, run in service mode (no impersonation), so that both modes are measured in one process."""
+    import yaml
+
+    document = yaml.safe_load(kubeconfig.read_text())
+    current = next(c for c in document["contexts"] if c["name"] == document["current-context"])
+    document["contexts"].append({"name": SERVICE_CONTEXT, "context": dict(current["context"])})
+    path = folder / "kubeconfig"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
 def function_env(kubeconfig: Path, endpoint: str) -> dict[str, str]:
     return {
         "KUBILITICS_ENV": "test",
         "KUBILITICS_JWT_SECRET": JWT_SECRET,
         "KUBILITICS_KUBECONFIG": str(kubeconfig),
+        # The default context impersonates the caller (the default mode); SERVICE_CONTEXT does not.
+        "KUBILITICS_KUBE_AUTHORIZATION_MODES": json.dumps({SERVICE_CONTEXT: "service"}),
         "KUBILITICS_AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
@@ -205,7 +221,7 @@ class Function:
         self.handler, self.token = harness.handler_and_token("resources")
         self.template = json.loads((REPO / "events" / "resources" / "list_resources.json").read_text())
 
-    def get(self, kind: str, query: dict[str, str]) -> dict[str, Any]:
+    def get(self, kind: str, query: dict[str, str], context: str | None = None) -> dict[str, Any]:
         from urllib.parse import urlencode
 
         event = json.loads(json.dumps(self.template))
@@ -214,6 +230,8 @@ class Function:
         event["queryStringParameters"] = query
         event["pathParameters"] = {"kind": kind}
         event["headers"]["authorization"] = f"Bearer {self.token}"
+        if context:
+            event["headers"]["x-kubeconfig-context"] = context
         response = self.handler(event, LambdaContext(MEMORY_LIMIT_MB))
         if response["statusCode"] != 200:
             raise RuntimeError(f"{kind}?{query}: {response['statusCode']} {response['body'][:300]}")
@@ -256,6 +274,10 @@ def limiter_in_memory() -> Iterator[None]:
 
 
 SIDES = ("direct", "function", "function, in-memory limiter")
+# The same two function sides without impersonation (the kubeconfig's identity, service mode): what
+# impersonation and its extra API server authorization cost (issue 13: at most 0.05x).
+SERVICE_SIDES = ("function, service identity", "in-memory limiter, service identity")
+SERVICE_CONTEXT = "bench-service-identity"
 # Only for the selector row: what an exact total_count costs any client. With a selector the API
 # server gives no remainingItemCount and has no count call, so every match must be listed too.
 FLOOR = "direct page + count"
@@ -286,13 +308,15 @@ def latency(cluster: Cluster, function: Function, runs: int, pods: int) -> list[
         "limit=1": ({"namespace": NAMESPACE, "limit": "1"}, {"limit": 1}),
     }
     samples: dict[str, dict[str, list[float]]] = {
-        name: {side: [] for side in (*SIDES, FLOOR) if side != FLOOR or "label_selector" in ours}
+        name: {
+            side: [] for side in (*SIDES, *SERVICE_SIDES, FLOOR) if side != FLOOR or "label_selector" in ours
+        }
         for name, (ours, _) in scenarios.items()
     }
 
-    def function_side(query: dict[str, str], in_memory: bool) -> dict[str, Any]:
+    def function_side(query: dict[str, str], in_memory: bool, context: str | None = None) -> dict[str, Any]:
         with limiter_in_memory() if in_memory else contextlib.nullcontext():
-            return function.get("Pod", query)
+            return function.get("Pod", query, context)
 
     for round_ in range(runs + 3):  # the first 3 rounds warm connections and caches, unrecorded
         for name, (ours, direct) in scenarios.items():
@@ -300,6 +324,8 @@ def latency(cluster: Cluster, function: Function, runs: int, pods: int) -> list[
                 "direct": functools.partial(cluster.call, "GET", path, params=direct),
                 "function": functools.partial(function_side, ours, False),
                 "function, in-memory limiter": functools.partial(function_side, ours, True),
+                SERVICE_SIDES[0]: functools.partial(function_side, ours, False, SERVICE_CONTEXT),
+                SERVICE_SIDES[1]: functools.partial(function_side, ours, True, SERVICE_CONTEXT),
                 FLOOR: functools.partial(page_and_count, cluster, path, direct, pool),
             }
             order = list(samples[name])
@@ -437,8 +463,8 @@ def main(argv: list[str] | None = None) -> int:
         f"cluster: {in_namespace} pods in {NAMESPACE}, {everywhere} in all namespaces (load: {seconds:.0f} s)"
     )
     try:
-        with dynamodb_process() as endpoint:
-            env = function_env(kubeconfig, endpoint)
+        with dynamodb_process() as endpoint, tempfile.TemporaryDirectory() as folder:
+            env = function_env(with_service_context(kubeconfig, Path(folder)), endpoint)
             with environment(env):
                 function = Function()
                 rows = latency(cluster, function, args.runs, in_namespace)
@@ -464,6 +490,11 @@ def main(argv: list[str] | None = None) -> int:
         if FLOOR in medians:
             floor = medians[FLOOR]
             print(f"  {'  direct page + count of matches':36s} {floor:8.1f} {'':9s} {floor / direct:5.2f}x")
+    print("  the same without impersonation (the kubeconfig's identity; issue 13: at most 0.05x apart):")
+    print(f"  {'query':36s} {'':8s} {'function':>9s} {'ratio':>6s} {'in-mem limiter':>15s} {'ratio':>6s}")
+    for name, medians in rows:
+        direct, (ours, alone) = medians["direct"], (medians[side] for side in SERVICE_SIDES)
+        print(f"  {name:36s} {'':8s} {ours:9.1f} {ours / direct:5.2f}x {alone:15.1f} {alone / direct:5.2f}x")
     print(f"  target: function <= {TARGET_RATIO}x direct. 'in-mem limiter': the rate-limit counter in memory")
     print("  instead of DynamoDB (moto on the same machine): the function's own cost. 'direct page + count':")
     print("  the page and a count of every match at once, the least an exact total_count with a selector")

@@ -65,12 +65,18 @@ def aws(settings_env: pytest.MonkeyPatch) -> Iterator[Any]:
 
 @pytest.fixture()
 def mint(settings_env: pytest.MonkeyPatch) -> Callable[..., str]:
-    """mint(sub="alice", scopes="read", token_type="user", **claims) -> a signed token."""
+    """mint(sub="alice", scopes="read", token_type="user", **claims) -> a signed token.
+
+    Its groups are ["cluster-admins"] unless given: the test cluster binds that group (impersonated
+    as `kubilitics:cluster-admins`) to cluster-admin, so scopes alone decide. RBAC tests pass
+    `groups=()` and bind the user themselves."""
+    from kubilitics.auth.impersonation import DEVELOPMENT_ADMIN_GROUP
     from kubilitics.container import get_container
 
     def _mint(sub: str = "alice", scopes: str = "read", token_type: str = "user", **kwargs: Any) -> str:
         services = get_container()
         now = kwargs.pop("now", services.clock.now())
+        kwargs.setdefault("groups", (DEVELOPMENT_ADMIN_GROUP,))
         token, _ = services.token_codec.mint(
             sub=sub, scopes=scopes.split(","), token_type=token_type, now=now, **kwargs
         )

@@ -70,12 +70,15 @@ def invoke(handler, event):
 
 
 def dev_token(sub: str, scope: str = "read", **claims: Any) -> str:
-    """A token signed with the local server's development key (what `kubilitics token create` makes)."""
+    """A token signed with the local server's development key (what `kubilitics token create` makes);
+    in the cluster-admins group (bound to cluster-admin on the test cluster) unless `groups` is given."""
     import jwt
+    from kubilitics.auth.impersonation import DEVELOPMENT_ADMIN_GROUP
     from kubilitics.config import DEVELOPMENT_JWT_SECRET
 
     now = int(time.time())
     body = {"sub": sub, "iat": now, "exp": now + 3600, "scope": scope, "token_type": "user"}
+    body["groups"] = [DEVELOPMENT_ADMIN_GROUP]
     body["jti"] = uuid.uuid4().hex
     return jwt.encode({**body, **claims}, DEVELOPMENT_JWT_SECRET, algorithm="HS256")
 

@@ -57,9 +57,16 @@ write_kubeconfig() {
   mv "${tmp}" "${TESTBED_KUBECONFIG}"
 }
 
+# RBAC: the service's roles as shipped, and the test users' binding (impersonate mode).
+apply_rbac() {
+  kc apply -f "${TESTBED_SCRIPTS}/../../deploy/rbac/kubilitics-service.yaml" >/dev/null
+  kc apply -f "${TESTBED_SCRIPTS}/manifests/rbac-test-users.yaml" >/dev/null
+}
+
 # Objects every cluster gets: nodes and the kwok behaviour CRs (exec, logs, usage).
 seed_cluster() {
   kc apply -f "${TESTBED_SCRIPTS}/manifests/nodes.yaml" >/dev/null
+  apply_rbac
   # exec goes through simexec.py, started by a launcher that names the interpreter (kwok runs the
   # wrapper directly; the path in the ClusterExec may not contain arguments).
   local launcher="${RUN_DIR}/simexec"
@@ -130,6 +137,7 @@ fi
 if answers; then
   ensure_nodesim
   ensure_metrics
+  apply_rbac
   grep -q "kwok-testbed" "${CLUSTER_DIR}/kwok.yaml" 2>/dev/null ||
     tb_log "WARNING: this cluster was made by an older up.sh: its kwok runs exec commands on this machine; recreate it (down.sh, then up.sh)"
   tb_log "cluster ${TESTBED_CLUSTER} already running; reusing it (kubeconfig: ${TESTBED_KUBECONFIG})"

@@ -13,10 +13,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-# Only ever accepted in development and test; production refuses to start with it.
+# Only ever accepted in development (the local server, bound to loopback) and test; production
+# refuses to start with it, and the local server refuses it on any other address.
 DEVELOPMENT_JWT_SECRET = "kubilitics-development-secret-do-not-use-in-production"
+# HS256 with a shorter secret can be brute-forced offline from one token.
+MIN_JWT_SECRET_BYTES = 32
 
 ENV_PREFIX = "KUBILITICS_"
 # Fields that also answer to a conventional variable (the first name found wins).
@@ -29,18 +32,28 @@ ENV_ALIASES = {
 class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    env: Literal["development", "test", "production"] = "development"
+    # production unless said otherwise: `kubilitics serve` sets development, the tests set test.
+    env: Literal["development", "test", "production"] = "production"
     stack_name: str = "kubilitics-local"
     template_version: str = "1.0.0"
     build_commit: str = "unknown"
     build_date: str = "unknown"
     region: str = "us-east-1"
 
-    # Authentication
-    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    # Authentication: HS256 tokens minted with the secret, or an identity provider's RS256 / ES256
+    # tokens (comma-separated to accept both) verified with the keys at `jwks_url`.
+    jwt_algorithm: str = "HS256"
     jwt_secret: SecretStr | None = None
     jwt_secret_arn: str | None = None
     jwks_url: str | None = None
+    # PyJWT's default (30 s) outlasts API Gateway's wait for the Lambda (29 s).
+    jwks_timeout_seconds: float = Field(default=5.0, gt=0, le=20)
+    jwt_issuer: str | None = None  # when set, `iss` must equal it
+    # comma-separated; when set, `aud` (or, without one, Cognito's `client_id`) must name one of them
+    jwt_audience: str | None = None
+    jwt_scope_claim: str = Field(default="scope", min_length=1)  # Okta: scp
+    jwt_scope_prefix: str = ""  # only scope values with this prefix count, e.g. Cognito's "kubilitics/"
+    jwt_groups_claim: str = Field(default="groups", min_length=1)  # Cognito: cognito:groups
     revocation_cache_seconds: float = Field(default=20.0, ge=0, le=30)
 
     # DynamoDB tables (local defaults; the SAM template sets the real names)
@@ -54,6 +67,15 @@ class Settings(BaseModel):
     kubeconfig: str | None = None
     kubeconfig_secret_arn: str | None = None
     kube_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Whose rights Kubernetes requests use (auth/impersonation.py): "impersonate", the caller's (the
+    # token's sub and groups, prefixed), or "service", the kubeconfig's own identity. Per context:
+    # JSON {"<context>": "service"} over the default.
+    kube_authorization_mode: Literal["impersonate", "service"] = "impersonate"
+    kube_authorization_modes: dict[str, Literal["impersonate", "service"]] = Field(default_factory=dict)
+    impersonation_prefix: str = Field(default="kubilitics:", min_length=1, max_length=64)
+    # How long a caller's access review (may X list Pods in N?) is reused: the longest a revoked
+    # RoleBinding still shows that caller insights and new watch subscriptions.
+    access_review_cache_seconds: float = Field(default=10.0, ge=0, le=60)
     health_timeout_seconds: float = Field(default=2.0, gt=0)
 
     # AI provider (rules-only when no key is configured)
@@ -121,6 +143,12 @@ class Settings(BaseModel):
         return cls.model_validate(values)
 
     @model_validator(mode="after")
+    def _prefix_outside_system_names(self) -> Settings:
+        if self.impersonation_prefix.startswith("system:"):
+            raise ValueError("KUBILITICS_IMPERSONATION_PREFIX must not start with 'system:'")
+        return self
+
+    @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:
         if self.env != "production":
             return self
@@ -128,9 +156,35 @@ class Settings(BaseModel):
             raise ValueError("production needs KUBILITICS_JWT_SECRET or KUBILITICS_JWT_SECRET_ARN")
         if self.jwt_secret and self.jwt_secret.get_secret_value() == DEVELOPMENT_JWT_SECRET:
             raise ValueError("the development JWT secret is refused in production")
-        if self.jwt_algorithm == "RS256" and not self.jwks_url:
-            raise ValueError("RS256 needs KUBILITICS_JWKS_URL")
+        if self.jwt_secret:
+            check_jwt_secret(self.jwt_secret.get_secret_value(), "KUBILITICS_JWT_SECRET")
         return self
+
+    @field_validator("jwt_algorithm")
+    @classmethod
+    def _known_algorithms(cls, value: str) -> str:
+        algorithms = [a.strip() for a in value.split(",") if a.strip()]
+        # Never HS256 beside a public-key algorithm: that mix is what alg-confusion attacks need.
+        if algorithms != ["HS256"] and not (algorithms and set(algorithms) <= {"RS256", "ES256"}):
+            raise ValueError(
+                "KUBILITICS_JWT_ALGORITHM must be HS256, or RS256 and/or ES256 (comma-separated)"
+            )
+        return ",".join(algorithms)
+
+    @model_validator(mode="after")
+    def _identity_provider_needs_jwks(self) -> Settings:
+        if self.uses_identity_provider and not self.jwks_url:
+            raise ValueError(f"{self.jwt_algorithm} needs KUBILITICS_JWKS_URL")
+        return self
+
+    @property
+    def uses_identity_provider(self) -> bool:
+        """Tokens come from an identity provider (verified with its JWKS); none are minted here."""
+        return self.jwt_algorithm != "HS256"
+
+    @property
+    def jwt_audiences(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in (self.jwt_audience or "").split(",") if a.strip())
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -138,6 +192,17 @@ class Settings(BaseModel):
             # KUBECONFIG may list several files; like kubectl, the first one wins for writes.
             return Path(self.kubeconfig.split(os.pathsep)[0]).expanduser()
         return Path("~/.kube/config").expanduser()
+
+
+def check_jwt_secret(secret: str, source: str) -> str:
+    """A production HS256 secret: at least MIN_JWT_SECRET_BYTES bytes (from the variable, or the
+    secret named by KUBILITICS_JWT_SECRET_ARN when it is first read)."""
+    size = len(secret.encode())
+    if size < MIN_JWT_SECRET_BYTES:
+        raise ValueError(
+            f"the JWT secret from {source} is {size} bytes; production needs at least {MIN_JWT_SECRET_BYTES}"
+        )
+    return secret
 
 
 def _json(variable: str, raw: str) -> Any:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from kubilitics.auth.revocation import RevocationList
 from kubilitics.auth.tokens import TokenCodec
 from kubilitics.clock import SystemClock
-from kubilitics.config import DEVELOPMENT_JWT_SECRET, Settings, get_settings
+from kubilitics.config import DEVELOPMENT_JWT_SECRET, Settings, check_jwt_secret, get_settings
 from kubilitics.services.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -26,10 +26,12 @@ if TYPE_CHECKING:
         DynamoSessionQueue,
     )
     from kubilitics.adapters.kube_rest import KubeRestClients
-    from kubilitics.adapters.kubeconfig import KubeconfigSource
+    from kubilitics.adapters.kubeconfig import ContextConfig, KubeconfigSource
     from kubilitics.adapters.kubernetes import KubernetesGateway
     from kubilitics.ai.budget import BudgetLedger
     from kubilitics.ai.insights import ScanPolicy
+    from kubilitics.auth.impersonation import AuthorizationPolicy
+    from kubilitics.auth.tokens import Principal
     from kubilitics.ports import (
         AIProvider,
         ConnectionNotifier,
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
         SessionQueue,
         WorkflowStarter,
     )
+    from kubilitics.services.access import AccessReviews
     from kubilitics.services.actions import ActionService
     from kubilitics.services.ai_admin import AiAdminService, AiConfigService
     from kubilitics.services.analytics import AnalyticsService
@@ -82,12 +85,23 @@ class Container:
     @cached_property
     def token_codec(self) -> TokenCodec:
         s = self.settings
-        if s.jwt_algorithm == "RS256":
-            return TokenCodec(algorithm="RS256", jwks_url=s.jwks_url)
+        if s.uses_identity_provider:
+            return TokenCodec(
+                algorithm=s.jwt_algorithm.split(","),
+                jwks_url=s.jwks_url,
+                issuer=s.jwt_issuer,
+                audience=s.jwt_audiences,
+                scope_claim=s.jwt_scope_claim,
+                scope_prefix=s.jwt_scope_prefix,
+                groups_claim=s.jwt_groups_claim,
+                jwks_timeout_seconds=s.jwks_timeout_seconds,
+            )
         if s.jwt_secret:
             secret = s.jwt_secret.get_secret_value()
         elif s.jwt_secret_arn:
             secret = _secret_string(s.jwt_secret_arn)
+            if s.env == "production":  # read on first use: Settings could not check its length
+                check_jwt_secret(secret, s.jwt_secret_arn)
         else:
             secret = DEVELOPMENT_JWT_SECRET  # Settings refuses this outside development and test
         return TokenCodec(secret=secret, algorithm="HS256")
@@ -198,7 +212,7 @@ class Container:
             probe=self.ai_probe,
             clock=self.clock,
             started_at=STARTED_AT,
-            queue=lambda: self.investigations.queue_counts(),
+            queue=lambda context: self.investigations.queue_counts(context),
         )
 
     # -- AI investigations (Step Functions) and remediation actions ---------------------------------
@@ -247,6 +261,8 @@ class Container:
             kube=self.kube,
             store=self.action_store,
             contexts=self.kube_context,
+            caller_context=self.caller_context,
+            access=self.access_reviews,
             config=self.ai_config.effective,
             clock=self.clock,
             settings=ActionSettings(
@@ -290,7 +306,7 @@ class Container:
     def insights(self) -> InsightsService:
         from kubilitics.services.insights import InsightsService
 
-        return InsightsService(self.insight_store, self.clock)
+        return InsightsService(self.insight_store, self.clock, self.access_reviews)
 
     def insight_policy(self) -> ScanPolicy:
         """Thresholds and prices from settings; categories from the AI configuration's feature flags."""
@@ -335,7 +351,7 @@ class Container:
         s = self.settings
         return ChatService(
             kube=self.kube,
-            contexts=self.kube_context,
+            contexts=self.caller_context,
             history=self.chat_history,
             ledger=self.budget_ledger,
             provider=lambda: self.ai_provider(timeout=s.chat_request_timeout_seconds),
@@ -428,9 +444,31 @@ class Container:
 
     # ---- real time: WebSocket API, watch relay, sessions (modules imported on first use) -----------
 
-    def kube_context(self, name: str | None) -> Any:
-        """A kubeconfig context by name, for work that runs outside a request (relay, sessions)."""
-        return self.kubeconfig.get().resolve(name)
+    @cached_property
+    def authorization(self) -> AuthorizationPolicy:
+        from kubilitics.auth.impersonation import AuthorizationPolicy
+
+        s = self.settings
+        return AuthorizationPolicy(
+            s.kube_authorization_mode, dict(s.kube_authorization_modes), s.impersonation_prefix
+        )
+
+    def kube_context(self, name: str | None, acting_as: dict[str, Any] | None = None) -> ContextConfig:
+        """A kubeconfig context by name, for work that runs outside a request: as the service (the
+        relay, the insight scanner), or resuming a caller's request as the identity it stored."""
+        from kubilitics.adapters.kubeconfig import KubeIdentity
+
+        return self.kubeconfig.get().resolve(name).as_caller(KubeIdentity.from_record(acting_as))
+
+    def caller_context(self, principal: Principal, name: str | None) -> ContextConfig:
+        """A kubeconfig context as this caller reaches it (their own RBAC in impersonate mode)."""
+        return self.authorization.for_caller(self.kubeconfig.get().resolve(name), principal)
+
+    @cached_property
+    def access_reviews(self) -> AccessReviews:
+        from kubilitics.services.access import AccessReviews
+
+        return AccessReviews(self.kube, self.clock, self.settings.access_review_cache_seconds)
 
     @cached_property
     def realtime_store(self) -> DynamoRealtimeStore:
@@ -469,10 +507,12 @@ class Container:
             auth=self,
             store=self.realtime_store,
             notifier=notifier,
-            subscriptions=Subscriptions(self.realtime_store, self.kube, self.kube_context),
+            subscriptions=Subscriptions(
+                self.realtime_store, self.kube, self.caller_context, self.access_reviews
+            ),
             sessions=sessions,
             pods=self.pods,
-            contexts=self.kube_context,
+            contexts=self.caller_context,
             rate_limiter=self.rate_limiter,
             clock=self.clock,
             on_subscriptions_changed=on_subscriptions_changed,
@@ -511,6 +551,7 @@ class Container:
             clock=self.clock,
             idle_seconds=self.settings.shell_idle_seconds,
             poll_seconds=poll_seconds,
+            revoked=self.revocations.is_revoked,
         )
 
     def watch_relay(

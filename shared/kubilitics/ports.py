@@ -32,6 +32,14 @@ class RevocationStore(Protocol):
 
     def revoke(self, jti: str, expires_at: int, revoked_by: str) -> None: ...
 
+    def subject_revoked_before(self, sub: str) -> int:
+        """The subject's tokens issued before this Unix time are revoked (0: none)."""
+        ...
+
+    def revoke_subject(self, sub: str, before: int, revoked_by: str) -> None:
+        """Revoke the subject's tokens issued before `before` (a later cutoff is never moved back)."""
+        ...
+
 
 class LeaseStore(Protocol):
     """Named leases shared by every instance (e.g. one command at a time per pod)."""
@@ -136,6 +144,7 @@ class KubernetesPort(Protocol):
         grace_period_seconds: int | None = None,
         propagation: str = "Background",
         dry_run: bool = False,
+        uid: str | None = None,  # delete only the object with this uid (409 resource_conflict otherwise)
     ) -> dict[str, Any]: ...
 
     def get_path(
@@ -149,6 +158,8 @@ class KubernetesPort(Protocol):
     def list_table(
         self, context: Any, path: str, params: dict[str, Any] | None = None, timeout: float | None = None
     ) -> dict[str, Any]: ...
+
+    def may(self, context: Any, verb: str, rtype: Any, namespace: str | None) -> bool: ...
 
     def pod_logs(self, context: Any, namespace: str, name: str, params: dict[str, Any]) -> str: ...
 
@@ -520,8 +531,9 @@ class EngagementStore(Protocol):
 class InvestigationHistory(Protocol):
     """Investigations and proposed actions as analytics reads them (built by the investigations work).
 
-    investigations: {"status", "severity", "created_at", "completed_at" (epoch or None)}
-    actions: {"status": "pending"|"approved"|"rejected"|"expired"|..., "created_at"}
+    investigations: {"status", "severity", "created_at", "completed_at" (epoch or None), "context"}
+    actions: {"status": "pending"|"approved"|"rejected"|"expired"|..., "created_at", "context"}
+    ("context": the kubeconfig context, which a cluster-bound token's figures are filtered by)
     """
 
     def investigations(self, start: float, end: float) -> list[dict[str, Any]]: ...

@@ -437,7 +437,9 @@ def test_connections_without_a_valid_token_are_refused_before_the_upgrade(local_
         "error"
     ] == ("invalid_context")
 
-    revoked = local_server.cli("token", "create", "--sub", "dora", "--scope", "read").stdout.strip()
+    revoked = local_server.cli(
+        "token", "create", "--sub", "dora", "--scope", "read", "--group", "cluster-admins"
+    ).stdout.strip()
     with socket(local_server, None, Authorization=f"Bearer {revoked}") as ws:  # the header works too
         subscribe(ws, resource_kind="ConfigMap", namespace="quiet-nobody-uses-this")
         assert local_server.cli("token", "revoke", "--token", revoked).returncode == 0

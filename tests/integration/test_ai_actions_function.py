@@ -11,6 +11,7 @@ import json
 import re
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -41,6 +42,7 @@ WORKLOADS = {
     "refused": "256Mi",
     "guarded": "256Mi",
     "unguarded": "256Mi",
+    "viewers": "256Mi",
 }
 
 
@@ -215,6 +217,31 @@ def test_a_target_changed_since_the_proposal_is_not_touched(
     assert again["details"]["status"] == "superseded"
 
 
+def test_the_approvers_own_rbac_makes_the_change(investigations, handler, mint, ooming, k8s_cluster):
+    # The proposal comes from an admin's investigation; who approves decides whether it applies.
+    _, action = proposed(investigations, mint(sub="oncall", scopes="read,write"), ooming, "viewers")
+    viewer, editor = f"viewer-{uuid.uuid4().hex[:6]}", f"editor-{uuid.uuid4().hex[:6]}"
+    for user, role in ((viewer, "view"), (editor, "edit")):
+        k8s_cluster.kubectl(
+            "create", "rolebinding", f"{user}-{role}", "-n", ooming, f"--clusterrole={role}",
+            f"--user=kubilitics:{user}",
+        )  # fmt: skip
+    # Both tokens hold `write`; only the cluster's RBAC tells them apart (no group: no cluster-admin).
+    refused = expect_error(
+        handler,
+        decision_event(APPROVE, mint(sub=viewer, scopes="read,write", groups=()), action["action_id"], None),
+        403,
+        "forbidden",
+    )
+    assert refused["details"] == {"verb": "patch", "kind": "Deployment", "namespace": ooming}
+    assert memory_limit(k8s_cluster, ooming, "viewers") == "256Mi"
+    assert audit(action["action_id"]) == []  # still pending: another approver may take it
+    status, _, body = approve(handler, mint(sub=editor, scopes="read,write", groups=()), action["action_id"])
+    assert status == 200 and body["approved_by"] == editor, body
+    assert body["execution_status"] in ("succeeded", "rolled_back"), body
+    assert audit(action["action_id"])[:3] == ["approved", "dry_run", "applied"]
+
+
 def test_approving_twice_executes_once(investigations, handler, token, ooming):
     _, action = proposed(investigations, token, ooming, "twice")
     status, _, first = approve(handler, token, action["action_id"], require_verification=False)
@@ -383,3 +410,59 @@ def test_scopes(handler, mint):
         assert error["details"]["required_scope"] == "write"
     body = json.loads(load_event(APPROVE, token="x")["body"])
     assert body == {"approval_notes": "Approved by on-call engineer.", "require_verification": True}
+
+
+# -- what approving needs (no cluster: refused before the cluster is reached) ----------------------
+
+
+@pytest.fixture()
+def bare_handler(aws):
+    return importlib.import_module("functions.ai_actions.app").handler
+
+
+def stored_restart_pod(action_id: str) -> dict:
+    """A pending restart_pod action as an investigation stores it (a pod delete with grace 0)."""
+    from kubilitics.container import get_container
+
+    now = time.time()
+    action = {
+        "action_id": action_id,
+        "investigation_id": "inv-1",
+        "verb": "delete",
+        "action_type": "restart_pod",
+        "title": "Restart pod web-1 away from node n1",
+        "description": "Node n1 stopped reporting",
+        "resource": {"kind": "Pod", "namespace": "shop", "name": "web-1"},
+        "context": None,
+        "severity": "critical",
+        "status": "pending",
+        "execution_status": "not_started",
+        "risk_assessment": {"risk_level": "high", "allowed": True, "blocked_reasons": []},
+        "request": {"patch": None, "patch_type": "strategic", "grace_period_seconds": 0},
+        "baseline": {"uid": "p-1", "resource_version": "11", "generation": None, "fingerprint": "f"},
+        "proposed_at": now,
+        "approval_expires_at": now + 3600,
+        "expires_at": int(now) + 86400,
+    }
+    get_container().action_store.put(action)
+    return action
+
+
+def test_approving_an_action_that_deletes_needs_the_delete_scope(bare_handler, mint):
+    action = stored_restart_pod("act-20260210-restart")
+    error = expect_error(
+        bare_handler,
+        decision_event(APPROVE, mint(sub="oncall", scopes="read,write"), action["action_id"]),
+        403,
+        "insufficient_scope",
+    )
+    assert error["details"] == {"required_scope": "delete", "granted_scopes": ["read", "write"]}
+    from kubilitics.container import get_container
+
+    assert (get_container().action_store.get(action["action_id"]) or {})["status"] == "pending"
+    assert audit(action["action_id"]) == []
+    # Rejecting changes nothing in the cluster: `write` is enough.
+    status, _, body = invoke(
+        bare_handler, decision_event(REJECT, mint(sub="oncall", scopes="write"), action["action_id"])
+    )
+    assert (status, body["status"]) == (200, "rejected"), body

@@ -30,6 +30,9 @@ def services(aws, settings_env, tmp_path: Path):
     path = tmp_path / "kubeconfig"
     path.write_text(KUBECONFIG)
     settings_env.setenv("KUBILITICS_KUBECONFIG", str(path))
+    # These contexts name no cluster to ask access reviews of: service mode. What each caller's RBAC
+    # lets them see is tested on the test cluster (tests/integration/test_insights_rbac.py).
+    settings_env.setenv("KUBILITICS_KUBE_AUTHORIZATION_MODE", "service")
     container.reset()
     return container.get_container()
 

@@ -57,6 +57,7 @@ class FakeKube:
             },
         }
         self.applied: list[tuple[str, str, Any]] = []
+        self.deleted_uids: list[str] = []
 
     def resource_type(self, context: Any, kind: str) -> RType:
         return RType(kind)
@@ -93,10 +94,19 @@ class FakeKube:
             self.applied.append(("patch", name, body))
         return obj
 
-    def delete(self, context, rtype, namespace, name, *, grace_period_seconds=None, dry_run=False, **_):
+    def delete(
+        self, context, rtype, namespace, name, *, grace_period_seconds=None, dry_run=False, uid=None, **_
+    ):
+        current = self.objects[(rtype.kind, name)]["metadata"]["uid"]
+        if uid is not None and uid != current:
+            from kubilitics.errors import KubiliticsError
+
+            message = f"Precondition failed: UID in precondition: {uid}, UID in object meta: {current}"
+            raise KubiliticsError(message, code="resource_conflict")
         if not dry_run:
             self.objects.pop((rtype.kind, name))
             self.applied.append(("delete", name, grace_period_seconds))
+            self.deleted_uids.append(current)
         return {}
 
     def list_objects(self, context, rtype, **kwargs):
@@ -159,7 +169,9 @@ def service(config: dict[str, Any]) -> tuple[ActionService, FakeKube, MemoryActi
     svc = ActionService(
         kube=kube,
         store=store,
-        contexts=lambda name: None,
+        contexts=lambda name, acting_as=None: None,
+        caller_context=lambda principal, name: None,
+        access=None,
         config=lambda: effective,
         clock=Clock(),
         settings=settings,
@@ -274,7 +286,102 @@ def test_a_pod_stranded_on_a_dead_node_gets_a_restart_proposal():
     stored = svc._store.get(action["action_id"])  # type: ignore[attr-defined]
     assert stored["request"]["grace_period_seconds"] == 0
     assert stored["risk_assessment"]["requires_approval"] is True
-    principal = Principal("oncall", frozenset({"write"}), "user", "j", 0)
+    principal = Principal("oncall", frozenset({"write", "delete"}), "user", "j", 0)
     result = svc.approve(principal, action["action_id"], None, True)
     assert result["execution_status"] == "succeeded"
     assert ("delete", "web-1", 0) in kube.applied
+    assert kube.deleted_uids == ["p-1"]
+
+
+# ---- what approving needs: the change's own scope; deleting only the object that was proposed ----
+
+
+def restart_pod_action(svc: ActionService, kube: FakeKube) -> dict[str, Any]:
+    """A restart_pod proposal (a pod delete, grace 0) for web-1, stranded on a node that died."""
+    from kubilitics.ai.evidence import Evidence, ObjectRef
+
+    node = {
+        "kind": "Node",
+        "metadata": {"name": "n1"},
+        "status": {"conditions": [{"type": "Ready", "status": "Unknown"}]},
+    }
+    evidence = Evidence.build(
+        ObjectRef("Deployment", "web", NS), [node, kube.objects[("Pod", "web-1")]], collected_at=1.0
+    )
+    diagnosis = {"severity": "critical", "root_cause": {"category": "node_not_ready"}, "recommendations": []}
+    [action] = svc.propose({"investigation_id": "inv-3"}, diagnosis, evidence, None)
+    assert action["action_type"] == "restart_pod" and action["status"] == "pending"
+    return action
+
+
+def test_approving_a_pod_restart_needs_the_delete_scope_as_a_rest_delete_does():
+    from kubilitics.errors import KubiliticsError
+
+    svc, kube, store = service({})
+    action = restart_pod_action(svc, kube)
+    writer = Principal("oncall", frozenset({"read", "write"}), "user", "j", 0)
+    with pytest.raises(KubiliticsError) as refused:
+        svc.approve(writer, action["action_id"], None, True)
+    assert (refused.value.code, refused.value.status) == ("insufficient_scope", 403)
+    assert refused.value.details == {"required_scope": "delete", "granted_scopes": ["read", "write"]}
+    # Nothing happened: the pod is there, the action still waits for someone who may delete.
+    assert kube.applied == [] and ("Pod", "web-1") in kube.objects
+    assert store.items[action["action_id"]]["status"] == "pending"
+    assert store.audit(action["action_id"]) == []
+    deleter = Principal("oncall", frozenset({"write", "delete"}), "user", "j", 0)
+    assert svc.approve(deleter, action["action_id"], None, True)["execution_status"] == "succeeded"
+    assert kube.deleted_uids == ["p-1"]
+
+
+def test_approving_a_scale_needs_write_only():
+    svc, kube, _ = service({})
+    [action] = propose(svc, [SCALE_UP])
+    writer = Principal("oncall", frozenset({"write"}), "user", "j", 0)
+    assert svc.approve(writer, action["action_id"], None, True)["execution_status"] == "succeeded"
+    assert kube.objects[("Deployment", "web")]["spec"]["replicas"] == 5
+
+
+def test_every_verb_the_policy_knows_has_the_scope_of_its_rest_request():
+    from kubilitics.ai.safety import VERBS
+    from kubilitics.services.actions import VERB_SCOPES, required_scope
+
+    assert set(VERB_SCOPES) == set(VERBS)
+    assert {verb for verb in VERBS if required_scope({"verb": verb}) != "write"} == {"delete"}
+    assert required_scope({"verb": "evict"}) == "admin"  # a verb nobody mapped: only admin
+
+
+class RecreatingKube(FakeKube):
+    """The pod is deleted and recreated under the same name (a new uid) right after the approval
+    read it: between the check and the delete."""
+
+    recreate = False
+
+    def get(self, context: Any, rtype: RType, namespace: str | None, name: str) -> dict[str, Any]:
+        obj = super().get(context, rtype, namespace, name)
+        if self.recreate and rtype.kind == "Pod":
+            self.recreate = False
+            fresh = copy.deepcopy(self.objects[("Pod", name)])
+            fresh["metadata"].update(uid="p-2", resourceVersion="50")
+            self.objects[("Pod", name)] = fresh
+        return obj
+
+
+def test_a_pod_recreated_under_the_same_name_is_not_deleted():
+    from kubilitics.errors import KubiliticsError
+
+    svc, _, store = service({})
+    kube = RecreatingKube()
+    svc._kube = kube  # type: ignore[assignment]
+    action = restart_pod_action(svc, kube)
+    kube.recreate = True
+    deleter = Principal("oncall", frozenset({"write", "delete"}), "user", "j", 0)
+    with pytest.raises(KubiliticsError) as conflict:
+        svc.approve(deleter, action["action_id"], None, True)
+    assert (conflict.value.code, conflict.value.status) == ("resource_conflict", 409)
+    assert conflict.value.details["proposed_uid"] == "p-1"
+    # The new pod is untouched; the refusal is audited and the action cannot be approved again.
+    assert kube.applied == [] and kube.objects[("Pod", "web-1")]["metadata"]["uid"] == "p-2"
+    trail = store.audit(action["action_id"])
+    assert [r["event"] for r in trail] == ["approved", "conflict"]
+    assert "UID in precondition: p-1" in trail[-1]["details"]["api_server_message"]
+    assert store.items[action["action_id"]]["status"] == "superseded"

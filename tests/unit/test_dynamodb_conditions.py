@@ -191,6 +191,8 @@ _CONNECTION = SimpleNamespace(
     expires_at=2,
     cluster_id=None,
     namespace=None,
+    groups=("oncall",),
+    issued_at=1,
 )
 _RESERVE = {
     "cost": 1,
@@ -217,6 +219,8 @@ _CALLS: list[tuple[str, Callable[[], Any]]] = [
     ("Concurrency slot reset failed", lambda: ddb.DynamoRateLimitStore(LIMITS).reset_stale_slots("k", 1, 2)),
     ("Token revocation lookup failed", lambda: ddb.DynamoRevocationStore(LIMITS).is_revoked("j")),
     ("Token revocation write failed", lambda: ddb.DynamoRevocationStore(LIMITS).revoke("j", 1, "a")),
+    ("Token revocation lookup failed", lambda: ddb.DynamoRevocationStore(LIMITS).subject_revoked_before("s")),
+    ("Token revocation write failed", lambda: ddb.DynamoRevocationStore(LIMITS).revoke_subject("s", 1, "a")),
     ("Lease acquisition failed", lambda: ddb.DynamoLeaseStore(LIMITS).acquire("n", "o", 2.0, 1.0)),
     ("Lease release failed", lambda: ddb.DynamoLeaseStore(LIMITS).release("n", "o")),
     ("AI budget reservation failed", lambda: ddb.DynamoBudgetStore(STATE).reserve("m", "r", **_RESERVE)),

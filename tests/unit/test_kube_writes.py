@@ -90,3 +90,22 @@ def test_patch(sent, patch_type, content_type, dry_run):
     assert pool.calls == [
         {"method": "PATCH", "url": url, "body": json.dumps(body).encode(), "content_type": content_type}
     ]
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_delete_with_a_uid_deletes_only_that_object(sent, dry_run):
+    """DeleteOptions.preconditions.uid: an object recreated under the same name fails it (409) and stays."""
+    gateway, context, pool = sent
+    gateway.delete(context, CONFIGMAPS, "shop", "cm", grace_period_seconds=0, dry_run=dry_run, uid="u-1")
+    gateway.delete(context, CONFIGMAPS, "shop", "cm")
+    with_uid, without = (json.loads(call["body"]) for call in pool.calls)
+    assert [call["method"] for call in pool.calls] == ["DELETE", "DELETE"]
+    assert with_uid == {
+        "kind": "DeleteOptions",
+        "apiVersion": "v1",
+        "propagationPolicy": "Background",
+        "gracePeriodSeconds": 0,
+        "preconditions": {"uid": "u-1"},
+        **({"dryRun": ["All"]} if dry_run else {}),
+    }
+    assert "preconditions" not in without

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from kubilitics.adapters.kubeconfig import ContextConfig
 from kubilitics.clock import SystemClock
 from kubilitics.errors import KubiliticsError
 from kubilitics.services import realtime_messages as messages
+from kubilitics.services.access import AccessReviews
 from kubilitics.services.realtime_messages import Logs, ShellCommand, ShellInit, Subscribe, Unsubscribe
 from kubilitics.services.sessions import QueuedInputs
 from kubilitics.services.shell import ShellSession, ShellSpec
@@ -219,6 +221,218 @@ def test_a_session_ends_at_its_time_limit_and_when_the_client_leaves():
     assert reason == "client_disconnected"
 
 
+# ---- sessions end when their owner's token stops being valid --------------------------------------
+
+
+class ManualClock:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+
+class Silent:
+    def get(self, timeout: float) -> ShellCommand | None:
+        return None
+
+
+def test_the_owner_check_asks_every_interval_then_closes_the_session():
+    from kubilitics.services.sessions import OwnerCheck
+
+    clock, asked = ManualClock(), []
+    answer: list[str | None] = [None]
+
+    def verdict() -> str | None:
+        asked.append(clock.t)
+        return answer[0]
+
+    check = OwnerCheck(Silent(), verdict, clock, every=5)
+    for t in (1000.0, 1004.9, 1005.0, 1007.0, 1009.9):
+        clock.t = t
+        assert check.get(0.1) is None
+    assert asked == [1005.0]  # not at every keystroke: once per interval
+    answer[0] = "token_revoked"
+    clock.t = 1010.0
+    assert check.get(0.1) == ShellCommand("close") and check.ended == "token_revoked"
+    clock.t = 1011.0
+    assert check.get(0.1) == ShellCommand("close") and asked == [1005.0, 1010.0]
+
+
+class BusyTerminal(FakeTerminal):
+    """A shell that never stops printing (`yes`, `top`): its idle timer never runs out."""
+
+    printed = False
+
+    def read(self, timeout: float) -> tuple[str, bytes] | None:
+        if self.closed:
+            raise EOFError
+        self.printed = not self.printed  # a line, then a pause (each line goes out as a message)
+        time.sleep(0.01)
+        return ("stdout", b"y\r\n") if self.printed else None
+
+
+class EndlessLog:
+    """A followed log that keeps printing until closed."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def __iter__(self):
+        n = 0
+        while not self.closed.wait(0.01):
+            n += 1
+            yield f"line {n}"
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class SessionRecorder:
+    """ports.ConnectionNotifier: what was posted and which connections the server closed."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.closed: list[str] = []
+
+    def post(self, connection_id: str, message: str) -> bool:
+        self.sent.append((connection_id, json.loads(message)))
+        return True
+
+    def post_batch(self, connection_id: str, batch: list[str]) -> bool:
+        return all(self.post(connection_id, message) for message in batch)
+
+    def close(self, connection_id: str) -> None:
+        self.closed.append(connection_id)
+
+
+class SessionTables:
+    """The connections table (connection, pointers), the session queue and the slots, in memory."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connections = {connection.connection_id: connection}
+        self.pointers: dict[str, Any] = {}
+        self.released: list[tuple[str, str]] = []
+
+    def get_connection(self, connection_id: str) -> Any:
+        return self.connections.get(connection_id)
+
+    def get_pointer(self, connection_id: str, name: str) -> Any:
+        return self.pointers.get(name)
+
+    def delete_pointer(self, connection_id: str, name: str) -> Any:
+        return self.pointers.pop(name, None)
+
+    def read(self, session_id: str, after: int) -> list[tuple[int, dict[str, Any]]]:
+        return []
+
+    def finish(self, session_id: str) -> None:
+        pass
+
+    def release_slot(self, sub: str, category: str) -> None:
+        self.released.append((sub, category))
+
+
+class FollowingPods:
+    def __init__(self) -> None:
+        self.log = EndlessLog()
+
+    def follow_logs(self, context: Any, namespace: str, name: str, query: Any) -> EndlessLog:
+        return self.log
+
+
+def run_worker(kind: str, ending: str) -> tuple[dict[str, Any], float, SessionRecorder, SessionTables]:
+    """Run a busy shell or an endless followed log; end the owner's token the `ending` way after 0.3 s."""
+    from kubilitics.auth.tokens import Principal
+    from kubilitics.services.realtime_model import Connection, Pointer
+    from kubilitics.services.sessions import SessionWorker
+
+    principal = Principal("mia", frozenset({"read", "exec"}), "user", "jti-mia", int(time.time()) + 600)
+    connection = Connection.of("c-mia", principal, "ctx", time.time())
+    tables, notifier, revoked = SessionTables(connection), SessionRecorder(), threading.Event()
+    pointer = "shell" if kind == "shell" else "sub#logs-1"
+    tables.pointers[pointer] = Pointer(pointer, kind, session_id="s-1", sub="mia")
+    kube = FakeKube(terminal=BusyTerminal())
+    worker = SessionWorker(
+        kube=kube,  # type: ignore[arg-type]
+        pods=FollowingPods(),  # type: ignore[arg-type]
+        contexts=lambda name, acting_as: object(),
+        store=tables,  # type: ignore[arg-type]
+        queue=tables,  # type: ignore[arg-type]
+        notifier=notifier,
+        rate_limiter=tables,  # type: ignore[arg-type]
+        clock=SystemClock(),
+        idle_seconds=0.5,  # shorter than the test: only the output keeps the shell from idling out
+        poll_seconds=0.01,
+        revoked=lambda token: token.jti == "jti-mia" and revoked.is_set(),
+        token_check_seconds=0.1,
+    )
+    if kind == "shell":
+        spec = SPEC.to_dict()
+    else:
+        spec = {
+            "context": "ctx",
+            "subscription_id": "logs-1",
+            "namespace": "default",
+            "pod_name": "web-0",
+            "container": "app",
+            "tail_lines": 10,
+            "timestamps": False,
+            "since_time": None,
+            "until_time": None,
+            "search": None,
+        }
+    payload = {
+        "kind": kind,
+        "session_id": "s-1",
+        "connection_id": "c-mia",
+        "sub": "mia",
+        "pointer": pointer,
+        "spec": spec,
+    }
+    outcome: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: outcome.update(worker.run(payload)), daemon=True)
+    runner.start()
+    time.sleep(1.0)
+    assert runner.is_alive(), outcome  # the output keeps it going past its idle time
+    ended_at = time.monotonic()
+    if ending == "revoked":
+        revoked.set()
+    elif ending == "expired":
+        tables.connections["c-mia"] = Connection.of(
+            "c-mia", Principal("mia", frozenset({"read", "exec"}), "user", "jti-mia", int(time.time())),
+            "ctx", time.time(),
+        )  # fmt: skip
+    else:  # the relay or a $disconnect removed the connection
+        del tables.connections["c-mia"]
+    runner.join(timeout=10)
+    assert not runner.is_alive()
+    return outcome, time.monotonic() - ended_at, notifier, tables
+
+
+@pytest.mark.parametrize("kind", ["shell", "logs"])
+@pytest.mark.parametrize(("ending", "code"), [("revoked", "token_revoked"), ("expired", "token_expired")])
+def test_a_running_session_ends_when_its_token_is_revoked_or_expires(kind, ending, code):
+    outcome, took, notifier, tables = run_worker(kind, ending)
+    assert outcome["reason"] == code and took < 2  # the next check (every 0.1 s here, 5 s for real)
+    last = notifier.sent[-1][1]
+    # As the WebSocket service and the watch relay end such a connection: an ERROR, then a close.
+    assert (last["type"], last["status"], last["error"]["error"]) == ("ERROR", 401, code)
+    assert last["subscription_id"] == (None if kind == "shell" else "logs-1")
+    assert notifier.closed == ["c-mia"]
+    assert not [m for _, m in notifier.sent if m["type"] in ("exit", "log_end")]
+    # Cleaned up as any session: the slot is given back, the pointer is gone.
+    assert tables.released == [("mia", "shells" if kind == "shell" else "logs")]
+    assert tables.pointers == {}
+
+
+def test_a_session_whose_connection_is_gone_ends_quietly():
+    outcome, took, notifier, tables = run_worker("shell", "gone")
+    assert outcome["reason"] == "client_disconnected" and took < 2
+    assert not [m for _, m in notifier.sent if m["type"] != "output"] and notifier.closed == []
+    assert tables.released == [("mia", "shells")]
+
+
 # ---- session input order --------------------------------------------------------------------------
 
 
@@ -358,7 +572,9 @@ def test_a_watch_that_expires_is_resumed_by_a_list_and_what_changed_is_sent_once
     principal = Principal("zoe", frozenset({"read"}), "user", "jti-1", int(time.time()) + 600)
     connection = Connection.of("c-1", principal, "ctx", time.time())
     store.put_connection(connection)
-    Subscriptions(store, kube, lambda name: type("Ctx", (), {"name": name})()).subscribe(  # type: ignore[arg-type]
+    service_context = ContextConfig("ctx", "ctx", "https://127.0.0.1:6443")  # service mode: no review
+    access = AccessReviews(kube, SystemClock())  # type: ignore[arg-type]
+    Subscriptions(store, kube, lambda caller, name: service_context, access).subscribe(  # type: ignore[arg-type]
         connection,
         Subscribe(action="subscribe", resource_kind="Pod", namespace="default", subscription_id="s"),
     )

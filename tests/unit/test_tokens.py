@@ -61,8 +61,15 @@ def test_decode_returns_the_principal():
         expires_at=claims["exp"],
         cluster_id=None,
         namespace="dev",
+        issued_at=int(NOW),
     )
     assert principal.has_scope("exec") and not principal.has_scope("write")
+
+
+def test_groups_given_when_minting_come_back_in_the_principal():
+    token, claims = codec.mint(sub="bob", scopes=["read"], now=NOW, groups=["team-a", "oncall", "team-a"])
+    assert claims["groups"] == ["team-a", "oncall"]
+    assert codec.decode(token, now=NOW).groups == ("team-a", "oncall")
 
 
 def test_admin_scope_implies_every_other_scope():
@@ -84,12 +91,9 @@ def test_expired_token_is_token_expired():
     [
         "not-a-jwt",
         TokenCodec(secret="another-secret").mint(sub="alice", scopes=["read"], now=NOW)[0],
+        jwt.encode({"sub": "alice", "exp": int(NOW) + 60}, "s3cret-for-kubilitics-token-tests"),  # no iat
         jwt.encode(
-            {"sub": "alice", "exp": int(NOW) + 60, "iat": int(NOW)}, "s3cret-for-kubilitics-token-tests"
-        ),  # no jti
-        jwt.encode(
-            {"sub": "a", "exp": int(NOW) + 60, "iat": int(NOW), "jti": "x", "scope": "root"},
-            "s3cret-for-kubilitics-token-tests",
+            {"sub": "a", "exp": "tomorrow", "iat": int(NOW), "jti": "x"}, "s3cret-for-kubilitics-token-tests"
         ),
         jwt.encode(
             {"sub": "a", "exp": int(NOW) + 60, "iat": int(NOW), "jti": "x", "token_type": "god"},
@@ -101,12 +105,29 @@ def test_expired_token_is_token_expired():
             algorithm="HS512",
         ),
     ],
-    ids=["garbage", "wrong-secret", "no-jti", "unknown-scope", "unknown-type", "wrong-algorithm"],
+    ids=["garbage", "wrong-secret", "no-iat", "exp-not-a-number", "unknown-type", "wrong-algorithm"],
 )
 def test_invalid_tokens_are_unauthorized(token):
     with pytest.raises(KubiliticsError) as caught:
         codec.decode(token, now=NOW)
     assert caught.value.code == "unauthorized" and caught.value.status == 401
+
+
+def test_token_without_jti_gets_a_stable_stand_in():
+    claims = {"sub": "alice", "exp": int(NOW) + 60, "iat": int(NOW), "scope": "read"}
+    token = jwt.encode(claims, "s3cret-for-kubilitics-token-tests")
+    other = jwt.encode({**claims, "exp": int(NOW) + 61}, "s3cret-for-kubilitics-token-tests")
+    first, again = codec.decode(token, now=NOW), codec.decode(token, now=NOW + 5)
+    assert first.jti == again.jti and first.jti.startswith("sha256-") and len(first.jti) == 39
+    assert codec.decode(other, now=NOW).jti != first.jti
+
+
+def test_unknown_scope_values_are_ignored_when_decoding():
+    token = jwt.encode(
+        {"sub": "a", "exp": int(NOW) + 60, "iat": int(NOW), "jti": "x", "scope": "root,read openid"},
+        "s3cret-for-kubilitics-token-tests",
+    )
+    assert codec.decode(token, now=NOW).scopes == {"read"}
 
 
 def test_unknown_scope_is_refused_when_minting():

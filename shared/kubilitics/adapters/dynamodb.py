@@ -170,6 +170,34 @@ class DynamoRevocationStore:
         except Exception as exc:
             raise _database_error("Token revocation write", exc) from exc
 
+    def subject_revoked_before(self, sub: str) -> int:
+        try:
+            item = client("dynamodb").get_item(
+                TableName=self._table, Key={"pk": {"S": f"sub#{sub}"}}, ConsistentRead=True
+            )
+        except Exception as exc:
+            raise _database_error("Token revocation lookup", exc) from exc
+        return int(item.get("Item", {}).get("revoked_before", {}).get("N", "0"))
+
+    def revoke_subject(self, sub: str, before: int, revoked_by: str) -> None:
+        # No `expires_at` (TTL): an identity provider's tokens may live longer than any lifetime known
+        # here, so the record stays (one small item per revoked subject). The condition keeps the later
+        # cutoff: revoking "before" an earlier time must not bring tokens back.
+        _conditional(
+            "Token revocation write",
+            lambda: client("dynamodb").update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"sub#{sub}"}},
+                UpdateExpression="SET revoked_before = :before, revoked_by = :by, revoked_at = :at",
+                ConditionExpression="attribute_not_exists(revoked_before) OR revoked_before < :before",
+                ExpressionAttributeValues={
+                    ":before": {"N": str(before)},
+                    ":by": {"S": revoked_by},
+                    ":at": {"N": str(int(time.time()))},
+                },
+            ),
+        )
+
 
 class DynamoLeaseStore:
     """Leases as items of the rate-limit table: `lease#<name>`, taken with a conditional put.
@@ -515,7 +543,7 @@ class DynamoRealtimeStore:
     # ---- connections ---------------------------------------------------------------------------
 
     def put_connection(self, connection: Any) -> None:
-        item = {
+        item: dict[str, Any] = {
             "pk": _rt_s(f"conn#{connection.connection_id}"),
             "sk": _rt_s("meta"),
             "sub": _rt_s(connection.sub),
@@ -530,6 +558,10 @@ class DynamoRealtimeStore:
             item["cluster_id"] = _rt_s(connection.cluster_id)
         if connection.namespace:
             item["namespace"] = _rt_s(connection.namespace)
+        if connection.groups:
+            item["groups"] = {"L": [_rt_s(g) for g in connection.groups]}
+        if connection.issued_at:
+            item["issued_at"] = _rt_n(connection.issued_at)
         try:
             client("dynamodb").put_item(TableName=self._table, Item=item)
         except Exception as exc:
@@ -573,6 +605,8 @@ class DynamoRealtimeStore:
             cluster_id=_rt_str(item, "cluster_id"),
             namespace=_rt_str(item, "namespace"),
             connected_at=_rt_num(item, "connected_at"),
+            groups=tuple(g["S"] for g in item.get("groups", {}).get("L", [])),
+            issued_at=int(_rt_num(item, "issued_at")),
         )
 
     def delete_connection(self, connection_id: str) -> list[Any]:

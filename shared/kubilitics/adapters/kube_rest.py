@@ -8,6 +8,7 @@ in about half the time of `json.loads`).
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import ssl
@@ -19,9 +20,10 @@ from urllib.parse import urlencode
 
 import orjson
 import urllib3
+from urllib3 import HTTPHeaderDict
 
 from kubilitics.adapters.eks import EksTokenSource, eks_cluster_from_exec
-from kubilitics.adapters.kubeconfig import ContextConfig
+from kubilitics.adapters.kubeconfig import ContextConfig, KubeIdentity
 from kubilitics.errors import KubernetesApiError, KubiliticsError
 
 
@@ -61,22 +63,31 @@ class KubeRestClient:
         if cert and key:
             tls.load_cert_chain(cert, key)
         self._headers = {"Accept": "application/json", "User-Agent": "kubilitics/1.0"}
+        self._impersonation: list[tuple[str, str]] = []
         token = user.get("token")
         if not token and user.get("tokenFile"):
             token = Path(user["tokenFile"]).read_text().strip()
-        if token:
-            self._headers["Authorization"] = f"Bearer {token}"
+        self._bearer = f"Bearer {token}" if token else None
         eks = eks_cluster_from_exec(user)
         self._token_source = EksTokenSource(eks[0], eks[1] or default_region) if eks and not token else None
         self.ssl_context = tls
         # Kept connections: enough for the topology's calls at once (a new TLS connection costs ~5 ms).
         self._pool = urllib3.PoolManager(ssl_context=tls, maxsize=96, retries=False)
 
+    def acting_as(self, identity: KubeIdentity | None) -> KubeRestClient:
+        """This client, its requests impersonating `identity` (same connections, TLS and credentials)."""
+        if identity is None:
+            return self
+        view = copy.copy(self)
+        view._impersonation = identity.headers()
+        return view
+
     @property
-    def auth_headers(self) -> dict[str, str]:
+    def auth_headers(self) -> list[tuple[str, str]]:
+        """Credentials and impersonation, as (name, value) pairs: a header may repeat (groups)."""
         if self._token_source is not None:
-            return {"Authorization": f"Bearer {self._token_source()}"}
-        return {k: v for k, v in self._headers.items() if k == "Authorization"}
+            return [("Authorization", f"Bearer {self._token_source()}"), *self._impersonation]
+        return ([("Authorization", self._bearer)] if self._bearer else []) + self._impersonation
 
     def request(
         self,
@@ -94,7 +105,9 @@ class KubeRestClient:
         url = self.context.server.rstrip("/") + path
         if params:
             url += "?" + urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
-        headers = {**self._headers, **self.auth_headers, "Accept": accept}
+        headers = HTTPHeaderDict({**self._headers, "Accept": accept})
+        for name, value in self.auth_headers:
+            headers.add(name, value)
         if body is not None:
             headers["Content-Type"] = content_type
         try:
@@ -189,8 +202,10 @@ class KubeRestClients:
         self._lock = threading.Lock()
 
     def for_context(self, context: ContextConfig) -> KubeRestClient:
+        """The context's client; requests impersonate `context.acting_as` when it is set."""
+        base = context.as_caller(None)
         with self._lock:
             existing = self._clients.get(context.name)
-            if existing is None or existing.context != context:
-                existing = self._clients[context.name] = KubeRestClient(context, self._region)
-            return existing
+            if existing is None or existing.context != base:
+                existing = self._clients[context.name] = KubeRestClient(base, self._region)
+        return existing.acting_as(context.acting_as)

@@ -6,11 +6,34 @@ Locally the kubeconfig is a file; in AWS it is a Secrets Manager secret holding 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from kubilitics.errors import KubiliticsError
+
+
+@dataclass(frozen=True)
+class KubeIdentity:
+    """A caller as the cluster's RBAC sees it: the user and groups a request impersonates."""
+
+    user: str
+    groups: tuple[str, ...] = ()
+
+    def headers(self) -> list[tuple[str, str]]:
+        """Impersonate-User, then one Impersonate-Group header per group (the API server reads each
+        header value as one group: a comma-joined value would be a single group)."""
+        return [("Impersonate-User", self.user)] + [("Impersonate-Group", g) for g in self.groups]
+
+    def to_record(self) -> dict[str, Any]:
+        return {"user": self.user, "groups": list(self.groups)}
+
+    @classmethod
+    def from_record(cls, record: Any) -> KubeIdentity | None:
+        """The identity a stored request acted as; None for the service's own identity."""
+        if not isinstance(record, dict) or not record.get("user"):
+            return None
+        return cls(str(record["user"]), tuple(str(g) for g in record.get("groups") or ()))
 
 
 @dataclass(frozen=True)
@@ -22,6 +45,16 @@ class ContextConfig:
     user_name: str = ""
     cluster: dict[str, Any] = field(default_factory=dict)
     user: dict[str, Any] = field(default_factory=dict)
+    # Who requests made with this context act as: None is the kubeconfig's own user (the service).
+    acting_as: KubeIdentity | None = None
+
+    def as_caller(self, identity: KubeIdentity | None) -> ContextConfig:
+        return replace(self, acting_as=identity)
+
+    @property
+    def acting_as_record(self) -> dict[str, Any] | None:
+        """The identity as stored with background work (investigations, sessions) that resumes it."""
+        return self.acting_as.to_record() if self.acting_as else None
 
 
 class Kubeconfig:

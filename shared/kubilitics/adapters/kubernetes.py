@@ -328,7 +328,10 @@ class KubernetesGateway:
         grace_period_seconds: int | None = None,
         propagation: str = "Background",
         dry_run: bool = False,
+        uid: str | None = None,
     ) -> dict[str, Any]:
+        """Delete; with `uid`, only that object: one recreated under the same name meanwhile is left
+        alone (the API server answers 409 Conflict, "Precondition failed: UID in precondition")."""
         options: dict[str, Any] = {
             "kind": "DeleteOptions",
             "apiVersion": "v1",
@@ -336,6 +339,8 @@ class KubernetesGateway:
         }
         if grace_period_seconds is not None:
             options["gracePeriodSeconds"] = grace_period_seconds
+        if uid:
+            options["preconditions"] = {"uid": uid}
         if dry_run:
             options["dryRun"] = ["All"]
         return self.client(context).json(
@@ -379,9 +384,35 @@ class KubernetesGateway:
             accept=TABLE_ACCEPT,
         )
 
+    # ---- authorization -----------------------------------------------------------------------
+
+    def may(self, context: ContextConfig, verb: str, rtype: ResourceType, namespace: str | None) -> bool:
+        """Whether the context's identity may `verb` the kind in `namespace` (None: every namespace):
+        a SelfSubjectAccessReview, which every authenticated user may make for themselves."""
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "verb": verb,
+                    "group": rtype.group,
+                    "resource": rtype.plural,
+                    "namespace": namespace or "",
+                }
+            },
+        }
+        answer = self.client(context).json(
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            timeout=self.timeout,
+            body=json.dumps(review).encode(),
+        )
+        return bool((answer.get("status") or {}).get("allowed"))
+
     # ---- pods: logs and exec ---------------------------------------------------------------
 
     def pod_logs(self, context: ContextConfig, namespace: str, name: str, params: dict[str, Any]) -> str:
+        _refuse_dot_segments(namespace, name)
         path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/log"
         response = self.client(context).request(
             "GET", path, timeout=self.timeout, params=params, accept="*/*"
@@ -400,6 +431,7 @@ class KubernetesGateway:
 
         The request is made on `open()` or the first line; `close()` ends the stream from any thread.
         """
+        _refuse_dot_segments(namespace, name)
         path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/log"
         client = self.client(context)
         return LogLines(
@@ -520,6 +552,7 @@ class KubernetesGateway:
                ("stdin", "true" if stdin else "false"), ("tty", "true" if tty else "false")]
         )  # fmt: skip
         base = context.server.rstrip("/").replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        _refuse_dot_segments(namespace, pod)
         path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/exec"
         try:
             return connect(

@@ -115,6 +115,8 @@ class UsageContext:
     user: str
     namespace: str | None = None
     reference: str | None = None  # e.g. the investigation id
+    # The kubeconfig context the call was about: a token bound to a cluster sees only its usage.
+    cluster: str | None = None
 
     def __post_init__(self) -> None:
         if self.operation not in OPERATIONS:
@@ -147,6 +149,7 @@ class UsageRecord:
     latency_ms: int
     success: bool
     reference: str | None = None
+    cluster: str | None = None  # None: recorded before usage carried its cluster
 
     @property
     def tokens(self) -> int:
@@ -170,6 +173,7 @@ class UsageRecord:
             "latency_ms": self.latency_ms,
             "success": self.success,
             "reference": self.reference,
+            "cluster": self.cluster,
         }
 
     @classmethod
@@ -187,6 +191,7 @@ class UsageRecord:
             latency_ms=int(item["latency_ms"]),
             success=bool(item["success"]),
             reference=item.get("reference"),
+            cluster=item.get("cluster"),
         )
 
 
@@ -299,10 +304,16 @@ class BudgetLedger:
         return self._policy()
 
     def meter(
-        self, *, operation: str, user: str, namespace: str | None = None, reference: str | None = None
+        self,
+        *,
+        operation: str,
+        user: str,
+        namespace: str | None = None,
+        reference: str | None = None,
+        cluster: str | None = None,
     ) -> BudgetMeter:
         """A reserve/settle pair bound to one caller; what providers take (`ports.BudgetMeter`)."""
-        return BudgetMeter(self, UsageContext(operation, user, namespace, reference))
+        return BudgetMeter(self, UsageContext(operation, user, namespace, reference, cluster))
 
     def reserve(
         self, *, model: str, max_input_tokens: int, max_output_tokens: int, context: UsageContext
@@ -365,6 +376,7 @@ class BudgetLedger:
             latency_ms=latency_ms,
             success=success,
             reference=ctx.reference,
+            cluster=ctx.cluster,
         )
         self._store.put_usage(billing_month(now), record.to_item(), int(now + USAGE_RETENTION_SECONDS))
         self._raise_alerts(MonthTotals.from_item(reservation.month, totals), policy, now)

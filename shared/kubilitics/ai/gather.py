@@ -88,8 +88,11 @@ class _Gatherer:
                 self._rtypes[kind] = None
         return self._rtypes[kind]
 
-    def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
-        """The object, or None when it does not exist (recorded as absent) or cannot be read."""
+    def get(
+        self, kind: str, namespace: str | None, name: str, *, target: bool = False
+    ) -> dict[str, Any] | None:
+        """The object, or None when it does not exist (recorded as absent) or cannot be read. The
+        target itself refused (403: the caller's RBAC) raises: nothing is diagnosed blind."""
         rtype = self.rtype(kind)
         if rtype is None or not name:
             return None
@@ -97,6 +100,8 @@ class _Gatherer:
         try:
             obj = self.kube.get(self.context, rtype, ns, name)
         except KubiliticsError as exc:
+            if target and exc.code == "forbidden":
+                raise
             if exc.code == "not_found":
                 self.ev.add_absent(ObjectRef(rtype.kind, name, ns))
             else:
@@ -158,7 +163,7 @@ class _Gatherer:
             return self.ev
         namespace = namespace if rtype.namespaced else None
         self.ev.target = ObjectRef(rtype.kind, name, namespace)
-        target = self.get(rtype.kind, namespace, name)
+        target = self.get(rtype.kind, namespace, name, target=True)
         if target is None:
             self.ev.notes.append(f"{self.ev.target} was not found")
             self._events([self.ev.target])

@@ -19,6 +19,7 @@ from kubilitics.ai.kube_json import (
     map_selector_matches,
 )
 from kubilitics.errors import KubiliticsError
+from kubilitics.kube_paths import segment
 from kubilitics.ports import KubernetesPort
 
 MAX_ITEMS = 40
@@ -97,7 +98,8 @@ class KubernetesToolbox:
 
     def _tool_read_metrics(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         if kind == "Node":
-            usage = self._kube.get_path(self._context, f"/apis/metrics.k8s.io/v1beta1/nodes/{name}")
+            # The model chooses these names: each is one quoted segment ("..", "a/b" cannot move the path).
+            usage = self._kube.get_path(self._context, f"/apis/metrics.k8s.io/v1beta1/nodes/{segment(name)}")
             node = self._kube.get(self._context, self._kube.resource_type(self._context, "Node"), None, name)
             return {
                 "usage": usage.get("usage"),
@@ -106,7 +108,7 @@ class KubernetesToolbox:
             }
         ns = namespace or self._namespace or "default"
         usage = self._kube.get_path(
-            self._context, f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/{name}"
+            self._context, f"/apis/metrics.k8s.io/v1beta1/namespaces/{segment(ns)}/pods/{segment(name)}"
         )
         pod = self._kube.get(self._context, self._kube.resource_type(self._context, "Pod"), ns, name)
         resources = {

@@ -42,9 +42,9 @@ async def authenticate(
     # As auth.access.authenticate_token, without blocking the loop: the store is read only when the
     # revocation cache has no fresh answer for this token.
     principal = decode_bearer(services, credentials.credentials if credentials else None)
-    revoked = services.revocations.cached(principal.jti)
+    revoked = services.revocations.cached(principal)
     if revoked is None:
-        revoked = await run_blocking(services.revocations.is_revoked, principal.jti)
+        revoked = await run_blocking(services.revocations.is_revoked, principal)
     if revoked:
         raise revoked_error()
     request.state.principal = principal

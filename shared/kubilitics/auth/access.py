@@ -27,11 +27,13 @@ class AuthServices(Protocol):
     @property
     def kubeconfig(self) -> Any: ...
 
+    def caller_context(self, principal: Principal, name: str | None) -> Any: ...
+
 
 def authenticate_token(services: AuthServices, token: str | None) -> Principal:
     """The principal of a bearer token; 401 unauthorized / token_expired / token_revoked otherwise."""
     principal = decode_bearer(services, token)
-    if services.revocations.is_revoked(principal.jti):
+    if services.revocations.is_revoked(principal):
         raise revoked_error()
     return principal
 
@@ -68,11 +70,21 @@ def require_scope(principal: Principal, scope: str) -> Principal:
 
 
 def resolve_context(services: AuthServices, principal: Principal, requested: str | None) -> Any:
-    """The kubeconfig context to use; a token bound to a cluster reaches only that one (403 otherwise)."""
+    """The kubeconfig context to use, as this caller reaches it (impersonating them unless the context
+    is in service mode); a token bound to a cluster reaches only that one (403 otherwise)."""
     wanted = requested or principal.cluster_id
     if principal.cluster_id and wanted != principal.cluster_id:
         raise Forbidden(
             f"This token is limited to cluster {principal.cluster_id!r}",
             details={"token_cluster_id": principal.cluster_id, "requested_context": wanted},
         )
-    return services.kubeconfig.get().resolve(wanted)
+    try:
+        return services.caller_context(principal, wanted)
+    except KubiliticsError as exc:
+        if exc.code != "invalid_context" or not principal.cluster_id:
+            raise
+        # A token bound to a cluster learns no other context's name: the same error without the
+        # list of available contexts (GET /api/v1/contexts shows such a token only its own).
+        raise KubiliticsError(
+            exc.message, code=exc.code, details={"context": exc.details.get("context")}
+        ) from None

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kubilitics.local.tables import REPO_ROOT
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from kubilitics.config import Settings
 
 log = logging.getLogger("kubilitics.local")
 
@@ -78,12 +85,45 @@ def choose_kubeconfig(explicit: str | None, use_testbed: bool) -> Path | None:
     return default if default.exists() else None
 
 
-def prepare(args: argparse.Namespace) -> str:
-    """Point the settings at local moto and a cluster, create the tables, and mint a dev admin token."""
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def refuse_development_key_off_loopback(host: str) -> None:
+    """The development key is published: a server it signs for may listen on loopback only. On any
+    other address it needs KUBILITICS_JWT_SECRET (at least 32 bytes) or _ARN, or an identity provider."""
+    from kubilitics.config import DEVELOPMENT_JWT_SECRET, Settings, check_jwt_secret
+
+    if is_loopback(host):
+        return
+    settings = Settings.from_env()
+    if settings.uses_identity_provider or settings.jwt_secret_arn:
+        return
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else DEVELOPMENT_JWT_SECRET
+    if secret == DEVELOPMENT_JWT_SECRET:
+        raise SystemExit(
+            f"refusing to listen on {host} with the development JWT key (anyone can sign tokens with it): "
+            "bind to 127.0.0.1, or set KUBILITICS_JWT_SECRET (at least 32 bytes)"
+        )
+    try:
+        check_jwt_secret(secret, "KUBILITICS_JWT_SECRET")
+    except ValueError as exc:
+        raise SystemExit(f"refusing to listen on {host}: {exc}") from None
+
+
+def prepare(args: argparse.Namespace) -> str | None:
+    """Point the settings at local moto and a cluster, create the tables, and mint a dev admin token
+    (None when tokens come from an identity provider: this server cannot sign them)."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     os.environ["KUBILITICS_ENV"] = "development"
+    refuse_development_key_off_loopback(args.host)
     os.environ["KUBILITICS_AWS_ENDPOINT_URL"] = start_moto(args.host, args.moto_port)
     kubeconfig = choose_kubeconfig(args.kubeconfig, use_testbed=not args.no_testbed)
     if kubeconfig is not None:
@@ -111,18 +151,48 @@ def prepare(args: argparse.Namespace) -> str:
     )
     container.reset()
     services = container.get_container()
+    if services.settings.uses_identity_provider:
+        return None
+    from kubilitics.auth.impersonation import DEVELOPMENT_ADMIN_GROUP
+
     token, _ = services.token_codec.mint(
-        sub="dev-admin", scopes=["admin"], token_type="admin", now=services.clock.now()
+        sub="dev-admin",
+        scopes=["admin"],
+        token_type="admin",
+        now=services.clock.now(),
+        groups=[DEVELOPMENT_ADMIN_GROUP],
     )
     return token
 
 
-async def serve(args: argparse.Namespace) -> None:
+def token_instructions(settings: Settings, token: str | None) -> str:
+    """What the start banner says about tokens: the development token, or where to get one."""
+    if token is not None:
+        return f"Development admin token (signed with the development key, valid 90 days):\n{token}\n"
+    checks = [f"{settings.jwt_algorithm} keys from {settings.jwks_url}"]
+    if settings.jwt_issuer:
+        checks.append(f"issuer {settings.jwt_issuer}")
+    if settings.jwt_audience:
+        checks.append(f"audience {settings.jwt_audience}")
+    return (
+        f"Tokens come from your identity provider (verified: {', '.join(checks)}).\n"
+        "Get an access token from it (log in through your app client, or its client-credentials flow)\n"
+        "and send it as 'Authorization: Bearer <token>'. Scopes (read, write, delete, exec, admin) are\n"
+        f"read from its '{settings.jwt_scope_claim}' claim"
+        + (f" (values prefixed '{settings.jwt_scope_prefix}')" if settings.jwt_scope_prefix else "")
+        + f", groups from '{settings.jwt_groups_claim}'.\n"
+    )
+
+
+def uvicorn_servers(args: argparse.Namespace) -> list[uvicorn.Server]:
+    """The API and the AI API servers; their request lines are logged without tokens (a WebSocket
+    client sends its token as `?token=`: local/access_log.py masks it in uvicorn's log)."""
     import uvicorn
 
     from kubilitics.api.app import create_app
     from kubilitics.api.main import ai_routers, cluster_routers
     from kubilitics.config import get_settings
+    from kubilitics.local import access_log
 
     main_app = create_app(*cluster_routers(), *ai_routers())
     ai_app = create_app(*ai_routers(), title="Kubilitics AI API")
@@ -144,7 +214,12 @@ async def serve(args: argparse.Namespace) -> None:
         )
         for app, port in ((main_app, args.port), (ai_app, args.ai_port))
     ]
-    await asyncio.gather(*(server.serve() for server in servers))
+    access_log.install()
+    return servers
+
+
+async def serve(args: argparse.Namespace) -> None:
+    await asyncio.gather(*(server.serve() for server in uvicorn_servers(args)))
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -179,7 +254,7 @@ def run(args: argparse.Namespace) -> None:
         f"  AI API:   http://{args.host}:{args.ai_port}\n"
         f"  DynamoDB: {os.environ['KUBILITICS_AWS_ENDPOINT_URL']} (moto)\n"
         f"  Cluster:  {os.environ.get('KUBILITICS_KUBECONFIG', 'none')}\n"
-        f"\nDevelopment admin token (signed with the development key, valid 90 days):\n{token}\n",
+        f"\n{token_instructions(get_settings(), token)}",
         flush=True,
     )
     asyncio.run(serve(args))

@@ -32,10 +32,12 @@ from kubilitics.ai import remediation
 from kubilitics.ai.evidence import Evidence
 from kubilitics.ai.kube_json import controller_of, meta, node_condition, pod_node, selector_string
 from kubilitics.ai.safety import Operation, ResourceRef, RiskAssessment, assess
+from kubilitics.auth.access import require_scope
 from kubilitics.auth.tokens import Principal
 from kubilitics.clock import new_id, rfc3339
 from kubilitics.errors import Forbidden, KubiliticsError, NotFound
 from kubilitics.ports import ActionStore, Clock, KubernetesPort
+from kubilitics.services.access import AccessReviews
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,16 @@ MAX_POD_RESTARTS = 3
 AUTO_ACTOR = "kubilitics (autonomy level 3_auto_apply_safe_operations)"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 TEMPLATE_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+# The token scope that approving an action of each verb (ai.safety.VERBS) needs: the scope of the
+# REST request that makes the same change (DELETE /resources needs `delete`; PUT and POST `write`).
+VERB_SCOPES = {
+    "scale": "write",
+    "patch": "write",
+    "rollout_restart": "write",
+    "rollback": "write",
+    "create": "write",
+    "delete": "delete",
+}
 
 
 @dataclass
@@ -77,7 +89,11 @@ class ActionService:
         *,
         kube: KubernetesPort,
         store: ActionStore,
-        contexts: Callable[[str | None], Any],
+        # (context name, stored identity) -> the context acting as that identity (None: the service)
+        contexts: Callable[[str | None, dict[str, Any] | None], Any],
+        # (approver, context name) -> the context as the approver reaches it: their RBAC makes the change
+        caller_context: Callable[[Principal, str | None], Any],
+        access: AccessReviews | None,
         config: Callable[[], Any],  # () -> ai.configuration.AiConfig (the effective configuration)
         clock: Clock,
         settings: ActionSettings,
@@ -86,6 +102,8 @@ class ActionService:
         self._kube = kube
         self._store = store
         self._contexts = contexts
+        self._caller_context = caller_context
+        self._access = access
         self._config = config
         self._clock = clock
         self._settings = settings
@@ -101,7 +119,8 @@ class ActionService:
         context_name: str | None,
     ) -> list[dict[str, Any]]:
         """Store the actions the diagnosis supports; their action_id, action_type, status, recommendation."""
-        ctx = self._contexts(context_name)
+        # Proposals read and dry-run as the investigation's requester.
+        ctx = self._contexts(context_name, investigation.get("acting_as"))
         config = self._config()
         proposed: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -128,6 +147,7 @@ class ActionService:
                 investigation_id=investigation["investigation_id"],
                 context=getattr(ctx, "name", context_name),
                 requested_by=investigation.get("requested_by"),
+                acting_as=investigation.get("acting_as"),
                 severity=diagnosis.get("severity") or "medium",
                 recommendation=recommendation,
                 risk_assessment=assessment.to_dict(),
@@ -223,6 +243,7 @@ class ActionService:
                 plan.target["name"],
                 grace_period_seconds=plan.grace_period_seconds,
                 dry_run=True,
+                uid=meta(live).get("uid"),
             )
             changes: list[dict[str, Any]] = []
             undo = None
@@ -303,16 +324,25 @@ class ActionService:
             action, "auto_approved", AUTO_ACTOR, {"risk_level": action["risk_assessment"]["risk_level"]}
         )
         try:
-            self._execute({**action, **fields, "status": "approved"}, AUTO_ACTOR, verify=True)
+            # Applied without a human: with the rights of the investigation's requester.
+            ctx = self._contexts(action.get("context"), action.get("acting_as"))
+            self._execute({**action, **fields, "status": "approved"}, ctx, AUTO_ACTOR, verify=True)
         except KubiliticsError as exc:
             log.warning("auto-applied action %s did not run: %s", action["action_id"], exc.message)
 
     # ---- the approval queue ----------------------------------------------------------------------
 
     def list_pending(
-        self, context: str | None, *, severity: str | None, investigation_id: str | None, limit: int
+        self,
+        context: str | None,
+        *,
+        severity: str | None,
+        investigation_id: str | None,
+        limit: int,
+        visible: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = lambda actions: actions,
     ) -> dict[str, Any]:
-        """Pending actions of one cluster context, most severe first, then newest."""
+        """Pending actions of one cluster context, most severe first, then newest; `visible`: those
+        the caller may see (their RBAC on each action's resource)."""
         now = self._clock.now()
         items = [
             a
@@ -322,6 +352,7 @@ class ActionService:
             and (investigation_id is None or a.get("investigation_id") == investigation_id)
             and a.get("context") == context
         ]
+        items = visible(items)
         items.sort(key=lambda a: (SEVERITIES.index(a.get("severity", "low")), -a["proposed_at"]))
         return {"total_count": len(items), "pending_actions": [public_view(a) for a in items[:limit]]}
 
@@ -329,10 +360,20 @@ class ActionService:
         self, principal: Principal, action_id: str, notes: str | None, require_verification: bool
     ) -> dict[str, Any]:
         action = self._load(principal, action_id)
+        # Approving makes the change: the token needs what the same change needs over REST (a pod
+        # restart is a DELETE: `delete`), besides the `write` the route asks of every decision.
+        require_scope(principal, required_scope(action))
         now = self._clock.now()
         self._check_open(action, now)
         if action["status"] != "pending":
             raise _decided(action)
+        # The approver's own rights make the change: approving is no way around the cluster's RBAC.
+        # Their access is asked first, so a refused approver leaves the action pending for another.
+        ctx = self._caller_context(principal, action.get("context"))
+        if self._access is not None:
+            resource = action["resource"]
+            verb = "delete" if action["verb"] == "delete" else "patch"
+            self._access.require(ctx, verb, resource["kind"], resource.get("namespace"))
         # The policy is asked again: a namespace protected (or an autonomy level lowered) since the
         # proposal wins over an old "allowed".
         assessment = self._assess(action, self._config().safety_policy)
@@ -352,7 +393,7 @@ class ActionService:
             raise _decided(fresh)
         approved = {**action, **fields, "status": "approved"}
         self._audit(approved, "approved", principal.sub, {"notes": notes})
-        outcome = self._execute(approved, principal.sub, verify=require_verification)
+        outcome = self._execute(approved, ctx, principal.sub, verify=require_verification)
         if outcome["execution_status"] == "conflict":
             raise KubiliticsError(
                 outcome["message"],
@@ -430,9 +471,9 @@ class ActionService:
 
     # ---- execution ------------------------------------------------------------------------------
 
-    def _execute(self, action: dict[str, Any], actor: str, *, verify: bool) -> dict[str, Any]:
+    def _execute(self, action: dict[str, Any], ctx: Any, actor: str, *, verify: bool) -> dict[str, Any]:
         try:
-            return self._run(action, actor, verify=verify)
+            return self._run(action, ctx, actor, verify=verify)
         except KubiliticsError as exc:
             # An API server that stops answering mid-way: the action must not stay "executing".
             return self._failed(action, actor, "the execution was interrupted", exc)
@@ -440,10 +481,9 @@ class ActionService:
             self._failed(action, actor, "the execution crashed", KubiliticsError(str(exc)))
             raise
 
-    def _run(self, action: dict[str, Any], actor: str, *, verify: bool) -> dict[str, Any]:
+    def _run(self, action: dict[str, Any], ctx: Any, actor: str, *, verify: bool) -> dict[str, Any]:
         action_id = action["action_id"]
         resource = action["resource"]
-        ctx = self._contexts(action.get("context"))
         rtype = self._kube.resource_type(ctx, resource["kind"])
         ns, name = resource.get("namespace"), resource["name"]
         baseline = action["baseline"]
@@ -482,11 +522,19 @@ class ActionService:
                         name,
                         grace_period_seconds=request.get("grace_period_seconds"),
                         dry_run=True,
+                        uid=baseline["uid"],
                     )
                     self._audit(action, "dry_run", actor, {"result": "accepted"})
                     applied_at = self._clock.now()
+                    # Only the object just checked: one recreated under its name meanwhile (a
+                    # StatefulSet's pod) fails the uid precondition with 409 and stays.
                     self._kube.delete(
-                        ctx, rtype, ns, name, grace_period_seconds=request.get("grace_period_seconds")
+                        ctx,
+                        rtype,
+                        ns,
+                        name,
+                        grace_period_seconds=request.get("grace_period_seconds"),
+                        uid=baseline["uid"],
                     )
                 else:
                     body = _with_precondition(request["patch"], request["patch_type"], rv)
@@ -495,6 +543,15 @@ class ActionService:
                     applied_at = self._clock.now()
                     self._kube.patch(ctx, rtype, ns, name, body, request["patch_type"])
             except KubiliticsError as exc:
+                if exc.code == "resource_conflict" and action["verb"] == "delete":
+                    # The uid precondition failed: the name is another object's now; it is not touched.
+                    return self._conflict(
+                        action,
+                        actor,
+                        f"{resource['kind']} {name} was replaced by a new object of the same name since "
+                        "the action was proposed; it was not deleted; investigate again",
+                        {"proposed_uid": baseline["uid"], "api_server_message": exc.message},
+                    )
                 if exc.code == "resource_conflict" and attempt < 2:
                     continue  # the object moved on (a status update): read it again and re-check
                 return self._failed(action, actor, "the API server refused the change", exc)
@@ -708,6 +765,11 @@ def public_view(action: dict[str, Any]) -> dict[str, Any]:
     if not view["changes"]:
         view.pop("changes")  # a pod restart changes no field (as the reference's restart_pod example)
     return view
+
+
+def required_scope(action: dict[str, Any]) -> str:
+    """The scope approving this action needs (VERB_SCOPES; a verb not listed there needs `admin`)."""
+    return VERB_SCOPES.get(str(action.get("verb")), "admin")
 
 
 def _visible(principal: Principal, action: dict[str, Any]) -> bool:

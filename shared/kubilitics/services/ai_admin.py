@@ -178,7 +178,7 @@ class AiAdminService:
         probe: Any,  # adapters.ai_probe.AnthropicProbe: check() -> (status, reason), endpoint
         clock: Clock,
         started_at: float,
-        queue: Callable[[], Mapping[str, int]] | None = None,
+        queue: Callable[[str | None], Mapping[str, int]] | None = None,
     ):
         self._config = config
         self._ledger = ledger
@@ -186,16 +186,23 @@ class AiAdminService:
         self._probe = probe
         self._clock = clock
         self._started_at = started_at
-        # Investigation counts (pending, in_progress) once the investigations store provides them.
+        # Investigation counts (pending, in_progress) of one cluster context (None: of all).
         self._queue = queue
 
-    def status(self) -> dict[str, Any]:
+    def status(self, cluster_id: str | None = None) -> dict[str, Any]:
+        """`cluster_id`: the caller's token is bound to that cluster; usage figures are then its own
+        (the budget's limit and what remains of it are the deployment's: every cluster draws on it)."""
         now = self._clock.now()
         config = self._config.effective()
         policy = config.budget_policy()
         key = self._api_key()
         connectivity, reason = self._probe.check() if key else ("not_configured", None)
         totals = self._ledger.totals(billing_month(now))
+        used_tokens, last_success_at = totals.used_tokens, totals.last_success_at
+        if cluster_id is not None:
+            mine = _of_cluster(self._ledger.records(month_bounds(totals.month)[0], now), cluster_id)
+            used_tokens = sum(r.tokens for r in mine)
+            last_success_at = max((r.timestamp for r in mine if r.success), default=None)
         if key and connectivity != "healthy":
             raise KubiliticsError(
                 "The Anthropic API is unreachable; investigations fall back to the rule-based analyzers",
@@ -207,18 +214,16 @@ class AiAdminService:
                     "llm_provider": {
                         "name": config.llm_configuration.provider,
                         "connectivity": "unhealthy",
-                        "last_successful_request": rfc3339(totals.last_success_at)
-                        if totals.last_success_at
-                        else None,
+                        "last_successful_request": rfc3339(last_success_at) if last_success_at else None,
                         "error_details": reason,
                     },
                     "retry_after_seconds": STATUS_RETRY_AFTER_SECONDS,
                 },
             )
         day_start = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        recent = self._ledger.records(now - 86400, now)
+        recent = _of_cluster(self._ledger.records(now - 86400, now), cluster_id)
         latencies = [r.latency_ms for r in recent if r.success]
-        queue = dict(self._queue()) if self._queue else {}
+        queue = dict(self._queue(cluster_id)) if self._queue else {}
         _, month_end = month_bounds(totals.month)
         return {
             "status": "operational",
@@ -232,7 +237,7 @@ class AiAdminService:
                 "last_check": rfc3339(now),
             },
             "token_usage": {
-                "total_tokens_used": totals.used_tokens,
+                "total_tokens_used": used_tokens,
                 "tokens_remaining_budget": max(0, policy.monthly_limit_tokens - totals.committed_tokens),
                 "monthly_limit_tokens": policy.monthly_limit_tokens,
                 "daily_quota": None,  # the budget is monthly (section 15); no daily quota
@@ -247,13 +252,17 @@ class AiAdminService:
             "vector_store": {"type": "none", "status": "not_configured"},
         }
 
-    def usage(self, time_period: str, group_by: str | None, include_users: bool) -> dict[str, Any]:
+    def usage(
+        self, time_period: str, group_by: str | None, include_users: bool, cluster_id: str | None = None
+    ) -> dict[str, Any]:
+        """`cluster_id`: the caller's token is bound to that cluster; totals and groups then count only
+        its usage records (`budget` and `alerts` stay the deployment's: every cluster draws on it)."""
         now = self._clock.now()
         policy = self._config.effective().budget_policy()
         month = billing_month(now)
         totals = self._ledger.totals(month)
         start, end = month_bounds(month)
-        records = self._ledger.records(now - TIME_PERIODS[time_period], now)
+        records = _of_cluster(self._ledger.records(now - TIME_PERIODS[time_period], now), cluster_id)
         limit_usd = policy.monthly_limit_usd
         body: dict[str, Any] = {
             "time_period": time_period,
@@ -282,6 +291,12 @@ class AiAdminService:
             body["usage_by_namespace"] = _grouped(records, lambda r: r.namespace or "(cluster)")
         body["alerts"] = self._ledger.alerts(totals, policy)
         return body
+
+
+def _of_cluster(records: list[UsageRecord], cluster_id: str | None) -> list[UsageRecord]:
+    """The records of one cluster (None: all). A record stored before usage carried its cluster
+    (`cluster` None) cannot be attributed, so no cluster-bound caller sees it."""
+    return records if cluster_id is None else [r for r in records if r.cluster == cluster_id]
 
 
 def _grouped(records: list[UsageRecord], key: Callable[[UsageRecord], str]) -> dict[str, dict[str, Any]]:

@@ -6,6 +6,12 @@
 - token usage and LLM calls: the budget ledger's usage records (one per LLM call);
 - user engagement: the rate-limit counters: the write that counts a request also counts its
   operation, and a window's first request records who and which category (adapters/dynamodb.py).
+
+A token bound to a cluster (`cluster_id` claim) sees the figures of that cluster only: the
+investigations, actions, insights and usage records of its kubeconfig context. Usage recorded before
+records carried their cluster cannot be attributed and counts for no bound token; user engagement
+counts a subject's requests to this API whatever cluster they were about (the rate-limit window is
+per subject), so a bound token gets it empty.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ class AnalyticsService:
         self._investigations = investigations
         self._clock = clock
 
-    def summary(self, time_period: str = "7d") -> dict[str, Any]:
+    def summary(self, time_period: str = "7d", cluster_id: str | None = None) -> dict[str, Any]:
         end = self._clock.now()
         start = end - TIME_PERIODS[time_period]
         return {
@@ -52,15 +58,17 @@ class AnalyticsService:
                 "duration_days": round(TIME_PERIODS[time_period] / 86400, 2),
                 "time_period": time_period,
             },
-            "investigations": self._investigation_stats(start, end),
-            "actions_proposed": self._action_stats(start, end),
-            "insights_generated": self._insight_stats(start, end),
-            **self._llm_stats(start, end),
-            "user_engagement": self._engagement_stats(start, end),
+            "investigations": self._investigation_stats(start, end, cluster_id),
+            "actions_proposed": self._action_stats(start, end, cluster_id),
+            "insights_generated": self._insight_stats(start, end, cluster_id),
+            **self._llm_stats(start, end, cluster_id),
+            "user_engagement": self._engagement_stats(start, end, cluster_id),
         }
 
-    def _investigation_stats(self, start: float, end: float) -> dict[str, Any]:
-        records = self._investigations.investigations(start, end) if self._investigations else []
+    def _investigation_stats(self, start: float, end: float, cluster_id: str | None) -> dict[str, Any]:
+        records = _of_cluster(
+            self._investigations.investigations(start, end) if self._investigations else [], cluster_id
+        )
         by_status = Counter(str(r.get("status")) for r in records)
         durations = [
             float(r["completed_at"]) - float(r["created_at"])
@@ -82,8 +90,10 @@ class AnalyticsService:
             },
         }
 
-    def _action_stats(self, start: float, end: float) -> dict[str, Any]:
-        records = self._investigations.actions(start, end) if self._investigations else []
+    def _action_stats(self, start: float, end: float, cluster_id: str | None) -> dict[str, Any]:
+        records = _of_cluster(
+            self._investigations.actions(start, end) if self._investigations else [], cluster_id
+        )
         by_status = Counter(str(r.get("status")) for r in records)
         approved, rejected = (
             by_status.get("approved", 0) + by_status.get("executed", 0),
@@ -99,9 +109,11 @@ class AnalyticsService:
             "approval_rate_percent": _percent(approved, approved + rejected + expired),
         }
 
-    def _insight_stats(self, start: float, end: float) -> dict[str, Any]:
+    def _insight_stats(self, start: float, end: float, cluster_id: str | None) -> dict[str, Any]:
         records = [
-            r for r in self._insights.list(None) if start <= float(r.get("first_detected") or 0) <= end
+            r
+            for r in _of_cluster(self._insights.list(cluster_id), cluster_id)
+            if start <= float(r.get("first_detected") or 0) <= end
         ]
         dismissed = sum(1 for r in records if r.get("dismissed_at") is not None)
         return {
@@ -111,8 +123,10 @@ class AnalyticsService:
             "resolved": sum(1 for r in records if r.get("status") == "resolved"),
         }
 
-    def _llm_stats(self, start: float, end: float) -> dict[str, Any]:
-        records = self._ledger.records(start, end)
+    def _llm_stats(self, start: float, end: float, cluster_id: str | None) -> dict[str, Any]:
+        records = [
+            r for r in self._ledger.records(start, end) if cluster_id is None or r.cluster == cluster_id
+        ]
         tokens = sum(r.tokens for r in records)
         succeeded = [r for r in records if r.success]
         return {
@@ -132,12 +146,17 @@ class AnalyticsService:
             },
         }
 
-    def _engagement_stats(self, start: float, end: float) -> dict[str, Any]:
-        windows = [
-            w
-            for w in self._engagement.windows(start, end)
-            if start - 60 < float(w.get("window_start", 0)) <= end
-        ]
+    def _engagement_stats(self, start: float, end: float, cluster_id: str | None) -> dict[str, Any]:
+        # Engagement windows are per subject, not per cluster: none can be shown to a bound token.
+        windows = (
+            []
+            if cluster_id is not None
+            else [
+                w
+                for w in self._engagement.windows(start, end)
+                if start - 60 < float(w.get("window_start", 0)) <= end
+            ]
+        )
         users = {w.get("sub") for w in windows if w.get("sub")}
         hours: Counter[int] = Counter()
         operations: Counter[str] = Counter()
@@ -159,6 +178,11 @@ class AnalyticsService:
             ],
             "requests_by_operation": dict(sorted(operations.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP]),
         }
+
+
+def _of_cluster(records: list[dict[str, Any]], cluster_id: str | None) -> list[dict[str, Any]]:
+    """The records of one kubeconfig context (their `context` field); None: all of them."""
+    return records if cluster_id is None else [r for r in records if r.get("context") == cluster_id]
 
 
 def _percent(part: int, whole: int) -> float:

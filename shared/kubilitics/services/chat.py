@@ -26,10 +26,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from kubilitics.ai.redaction import redact_for_storage
 from kubilitics.auth.access import require_scope
 from kubilitics.auth.tokens import Principal
 from kubilitics.clock import rfc3339
 from kubilitics.errors import KubiliticsError, RateLimitExceeded
+from kubilitics.kube_paths import segment
 from kubilitics.ports import ChatHistory, Clock, KubernetesPort
 from kubilitics.services import realtime_messages as messages
 
@@ -104,7 +106,8 @@ class ChatService:
         self,
         *,
         kube: KubernetesPort,
-        contexts: Callable[[str], Any],
+        # (caller, context name) -> the context as the caller reaches it: chat reads with their RBAC
+        contexts: Callable[[Principal, str], Any],
         history: ChatHistory,
         ledger: Any,  # ai.budget.BudgetLedger
         provider: Callable[[], Any],  # -> ports.AIProvider, built per turn (key/model changes apply)
@@ -232,7 +235,7 @@ class ChatService:
     def _check_token(self, principal: Principal) -> None:
         if principal.expires_at <= self._clock.now():
             raise KubiliticsError("The bearer token has expired", code="token_expired")
-        if self._revocations.is_revoked(principal.jti):
+        if self._revocations.is_revoked(principal):
             raise KubiliticsError("The bearer token has been revoked", code="token_revoked")
 
     def _turn(self, session: ChatSession, request: ChatRequest) -> str:
@@ -270,13 +273,16 @@ class ChatService:
         }
         if facts:
             reply["root_cause"] = facts["root_cause"]
+        # History is kept for a week: credentials typed into a message (or quoted in the answer) are
+        # masked before it is written; one redactor for both, so a value keeps one placeholder.
+        kept = redact_for_storage({"user": request.message, "assistant": answer["response"]})
         self._history.append(
             session.session_id,
             {
                 "message_id": message_id,
                 "at": now,
-                "user": request.message,
-                "assistant": answer["response"],
+                "user": kept["user"],
+                "assistant": kept["assistant"],
                 "context": request.context.model_dump() if request.context else None,
                 "source": source,
             },
@@ -293,7 +299,7 @@ class ChatService:
 
         assert request.context is not None
         ctx = request.context
-        context = self._contexts(session.context)
+        context = self._contexts(session.principal, session.context)
         rtype = self._kube.resource_type(context, ctx.resource_kind)  # 400 invalid_resource_kind
         name = ctx.resource_name or (ctx.namespace if rtype.kind == "Namespace" else None)
         if not name:
@@ -326,7 +332,7 @@ class ChatService:
         return facts
 
     def _metrics(self, context: Any, namespace: str | None, pods: list[str]) -> dict[str, Any]:
-        path = f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods" if namespace else None
+        path = f"/apis/metrics.k8s.io/v1beta1/namespaces/{segment(namespace)}/pods" if namespace else None
         if not path:
             return {}
         try:
@@ -356,7 +362,11 @@ class ChatService:
         ) + f"user: {request.message}"
         namespace = (facts or {}).get("resource", {}).get("namespace")
         meter = self._ledger.meter(
-            operation="chat", user=session.principal.sub, namespace=namespace, reference=session.session_id
+            operation="chat",
+            user=session.principal.sub,
+            namespace=namespace,
+            reference=session.session_id,
+            cluster=session.context,
         )
         result = provider.run(
             AIRequest(task=task, context=facts, system=CHAT_SYSTEM_PROMPT, max_turns=1),

@@ -6,10 +6,11 @@ import re
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from kubilitics.adapters.kubeconfig import ContextConfig, KubeconfigSource
 from kubilitics.errors import InvalidParameter, KubiliticsError, NotFound
+from kubilitics.kube_paths import segment
 from kubilitics.ports import KubernetesPort
 from kubilitics.services.quantities import extreme_quantity
 
@@ -61,7 +62,7 @@ def check_object_name(value: str, parameter: str) -> str:
 
 
 def namespace_path(namespace: str) -> str:
-    return f"/api/v1/namespaces/{quote(namespace, safe='')}"
+    return f"/api/v1/namespaces/{segment(namespace)}"
 
 
 def require_namespace(kube: KubernetesPort, context: ContextConfig, namespace: str) -> dict[str, Any]:

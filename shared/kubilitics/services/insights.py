@@ -35,7 +35,9 @@ from kubilitics.ai.insights import (
 from kubilitics.ai.insights.base import WorkloadRef
 from kubilitics.clock import rfc3339
 from kubilitics.errors import KubiliticsError, NotFound, ValidationFailed
+from kubilitics.kube_paths import segment
 from kubilitics.ports import Clock, InsightStore, KubernetesPort
+from kubilitics.services.access import AccessReviews
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +177,7 @@ class InsightScanner:
         paths = (
             ["/apis/metrics.k8s.io/v1beta1/pods"]
             if namespaces is None
-            else [f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods" for ns in sorted(namespaces)]
+            else [f"/apis/metrics.k8s.io/v1beta1/namespaces/{segment(ns)}/pods" for ns in sorted(namespaces)]
         )
         out: dict[tuple[str, str], dict[str, tuple[float | None, float | None]]] = {}
         try:
@@ -318,9 +320,26 @@ MAX_NOTES = 2000
 
 
 class InsightsService:
-    def __init__(self, store: InsightStore, clock: Clock):
+    def __init__(self, store: InsightStore, clock: Clock, access: AccessReviews | None = None):
         self._store = store
         self._clock = clock
+        self._access = access
+
+    @staticmethod
+    def _caller_of(caller: Callable[[str], Any], record: dict[str, Any]) -> Any:
+        """The caller's context for the record's cluster; a context gone from the kubeconfig: 404."""
+        try:
+            return caller(str(record.get("context")))
+        except KubiliticsError as exc:
+            if exc.code != "invalid_context":
+                raise
+            raise _no_insight(str(record.get("insight_id"))) from exc
+
+    def _readable(self, caller: Any, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The records whose resources the caller may read (the scan ran as the service)."""
+        if self._access is None:
+            return records
+        return self._access.visible(caller, records, _kinds_and_namespace)
 
     def list(
         self,
@@ -331,12 +350,16 @@ class InsightsService:
         dismissed: bool = False,
         status: str = "active",
         limit: int = 100,
+        caller: Any = None,
     ) -> dict[str, Any]:
-        records = self._store.list(context)
+        """`caller`: the context as the caller reaches it; they see only what their RBAC lets them read."""
+        records = self._readable(caller, self._store.list(context))
         chosen = [
             r
             for r in records
-            if (category == "all" or r.get("category") == category)
+            # The store matches a prefix of its index key ("<context>#"): "a#b" would match "a".
+            if r.get("context") == context
+            and (category == "all" or r.get("category") == category)
             and (severity is None or r.get("severity") == severity)
             and (dismissed or not r.get("dismissed_at"))
             and (status == "all" or r.get("status") == status)
@@ -355,14 +378,32 @@ class InsightsService:
             ),
         }
 
-    def dismiss(self, insight_id: str, body: Any, dismissed_by: str) -> dict[str, Any]:
+    def dismiss(
+        self,
+        insight_id: str,
+        body: Any,
+        dismissed_by: str,
+        cluster_id: str | None = None,
+        caller: Callable[[str], Any] | None = None,
+    ) -> dict[str, Any]:
+        """`cluster_id`: the caller's token is bound to that cluster; `caller`: an insight's context
+        name -> that context as the caller reaches it. An insight of another cluster, or one whose
+        resources the caller's RBAC does not let them read, answers exactly as one that does not
+        exist (no dismissal, no hint that it exists)."""
         reason, notes = _dismissal(body)
         now = self._clock.now()
+        if cluster_id is not None or caller is not None:
+            # An insight's cluster never changes (it is part of its id), so checking first is safe.
+            owned = self._store.get(insight_id)
+            if owned is None or (cluster_id is not None and owned.get("context") != cluster_id):
+                raise _no_insight(insight_id)
+            if caller is not None and not self._readable(self._caller_of(caller, owned), [owned]):
+                raise _no_insight(insight_id)
         record = self._store.dismiss(insight_id, dismissed_by, reason, notes, now)
         if record is None:
             existing = self._store.get(insight_id)
             if existing is None:
-                raise NotFound(f"No insight {insight_id!r}", details={"insight_id": insight_id})
+                raise _no_insight(insight_id)
             raise KubiliticsError(
                 f"Insight {insight_id!r} is already dismissed",
                 code="resource_conflict",
@@ -379,6 +420,23 @@ class InsightsService:
             "reason": reason,
             "notes": notes,
         }
+
+
+def _kinds_and_namespace(record: dict[str, Any]) -> set[tuple[str, str | None]]:
+    """(kind, namespace) of each resource an insight names ("ns/Kind/name", "Kind/name"); its pods
+    when it names none (every rule reads pods)."""
+    namespace = record.get("namespace")
+    examples = (record.get("affected_resources") or {}).get("examples") or []
+    kinds = set()
+    for example in examples:
+        parts = str(example).split(" ", 1)[0].split("/")
+        if len(parts) >= 2:
+            kinds.add(parts[-2])
+    return {(kind, namespace) for kind in kinds or {"Pod"}}
+
+
+def _no_insight(insight_id: str) -> NotFound:
+    return NotFound(f"No insight {insight_id!r}", details={"insight_id": insight_id})
 
 
 def _dismissal(body: Any) -> tuple[str, str | None]:

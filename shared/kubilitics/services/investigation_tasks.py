@@ -22,6 +22,7 @@ from typing import Any
 from kubilitics.ai.diagnosis import diagnose
 from kubilitics.ai.evidence import Evidence
 from kubilitics.ai.gather import GatherLimits, gather_evidence
+from kubilitics.ai.redaction import redact_for_storage
 from kubilitics.clock import rfc3339_ms
 from kubilitics.errors import (
     DatabaseError,
@@ -85,6 +86,7 @@ class LlmReasoner:
             user=str(state.get("requested_by") or "unknown"),
             namespace=resource.get("namespace"),
             reference=investigation_id,
+            cluster=getattr(context, "name", None) or state.get("context"),
         )
         toolbox = KubernetesToolbox(self._kube, context, resource.get("namespace"))
         result = self._provider.run(
@@ -117,7 +119,8 @@ class InvestigationTasks:
         *,
         kube: KubernetesPort,
         store: InvestigationStore,
-        contexts: Callable[[str | None], Any],
+        # (context name, the requester's identity record) -> the context acting as the requester
+        contexts: Callable[[str | None, dict[str, Any] | None], Any],
         actions: Callable[[], ActionService],
         reasoner: Callable[[], LlmReasoner | None],  # None when no key is configured: rules only
         rate_limiter: RateLimiter,
@@ -158,7 +161,7 @@ class InvestigationTasks:
     def _gather(self, investigation_id: str, state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
         resource = state["resource"]
-        ctx = self._contexts(state.get("context"))
+        ctx = self._contexts(state.get("context"), state.get("acting_as"))
         rtype = self._kube.resource_type(ctx, resource["kind"])
         ns = resource.get("namespace") if rtype.namespaced else None
         try:
@@ -210,7 +213,7 @@ class InvestigationTasks:
             return self._advance(investigation_id, state, "reason", started, {"llm": llm})
         diagnosis = self._get_document(investigation_id, "diagnosis")
         evidence = self._evidence(investigation_id)
-        ctx = self._contexts(state.get("context"))
+        ctx = self._contexts(state.get("context"), state.get("acting_as"))
         reasoning = reasoner.reason(investigation_id, state, diagnosis, evidence, ctx)
         self._put_document(investigation_id, "reasoning", reasoning)
         llm = {
@@ -228,7 +231,11 @@ class InvestigationTasks:
         started = time.monotonic()
         diagnosis = self._get_document(investigation_id, "diagnosis")
         evidence = self._evidence(investigation_id)
-        investigation = {"investigation_id": investigation_id, "requested_by": state.get("requested_by")}
+        investigation = {
+            "investigation_id": investigation_id,
+            "requested_by": state.get("requested_by"),
+            "acting_as": state.get("acting_as"),
+        }
         actions = self._actions().propose(investigation, diagnosis, evidence, state.get("context"))
         return self._advance(investigation_id, state, "propose_actions", started, {"actions": actions})
 
@@ -301,6 +308,9 @@ class InvestigationTasks:
         return {**state, **changes, "progress_percent": progress, "steps": steps}
 
     def _put_document(self, investigation_id: str, name: str, document: Any) -> int:
+        # Kept for the retention period (90 days by default): credentials (env values, tokens in log
+        # tails) are masked first, names and keys kept. Later steps read this copy: what is stored.
+        document = redact_for_storage(document)
         text = json.dumps(document, separators=(",", ":"), default=str)
         stored = self._store.put_document(investigation_id, name, document, self._expires())
         self._remember((investigation_id, name), text)

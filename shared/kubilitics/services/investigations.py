@@ -8,6 +8,7 @@ writes the record and starts a named workflow execution; GET lists with filters,
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +109,8 @@ class InvestigationService:
             "investigation_scope": request.investigation_scope,
             "search_window_minutes": request.search_window_minutes,
             "context": getattr(context, "name", None),
+            # Every step reads the cluster as the requester (their RBAC), not as the service.
+            "acting_as": getattr(context, "acting_as_record", None),
             "requested_by": principal.sub,
             "start_time": now,
             "estimated_completion_time": estimated,
@@ -124,6 +127,7 @@ class InvestigationService:
                 "investigation_scope",
                 "search_window_minutes",
                 "context",
+                "acting_as",
                 "requested_by",
             )
         }
@@ -167,7 +171,9 @@ class InvestigationService:
         offset: int,
         sort_by: str | None,
         include_findings: bool,
+        visible: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = lambda records: records,
     ) -> dict[str, Any]:
+        """`visible`: the records the caller may see (their RBAC on each investigated resource)."""
         if status is not None and status not in STATUSES:
             raise InvalidParameter(
                 f"Invalid query parameter status: must be one of {', '.join(STATUSES)}",
@@ -179,6 +185,7 @@ class InvestigationService:
             if (namespace is None or (r.get("resource") or {}).get("namespace") == namespace)
             and r.get("context") == context
         ]
+        records = visible(records)
         records.sort(key=_sort_key(sort_by or "start_time"))
         page = records[offset : offset + limit]
         details = self._store.details([r["investigation_id"] for r in page]) if include_findings else {}
@@ -187,9 +194,13 @@ class InvestigationService:
             "items": [item_view(r, details.get(r["investigation_id"]), include_findings) for r in page],
         }
 
-    def queue_counts(self) -> dict[str, int]:
-        """For GET /api/v1/ai/status: investigations waiting and running."""
-        return {"pending": self._store.count("pending"), "in_progress": self._store.count("in_progress")}
+    def queue_counts(self, context: str | None = None) -> dict[str, int]:
+        """For GET /api/v1/ai/status: investigations waiting and running (of one context, when given)."""
+        if context is None:
+            return {"pending": self._store.count("pending"), "in_progress": self._store.count("in_progress")}
+        waiting = self._store.list(["pending", "in_progress"])
+        mine = Counter(r.get("status") for r in waiting if r.get("context") == context)
+        return {"pending": mine["pending"], "in_progress": mine["in_progress"]}
 
 
 def _sort_key(sort_by: str) -> Callable[[dict[str, Any]], Any]:
@@ -254,6 +265,7 @@ class InvestigationHistoryView:
                 "severity": r.get("severity"),
                 "created_at": r["start_time"],
                 "completed_at": r.get("completion_time"),
+                "context": r.get("context"),
             }
             for r in self._investigations.list(STATUSES)
             if start <= r["start_time"] <= end
@@ -265,6 +277,7 @@ class InvestigationHistoryView:
                 "status": a["status"],
                 "created_at": a["proposed_at"],
                 "execution_status": a.get("execution_status"),
+                "context": a.get("context"),
             }
             for status in self.ACTION_STATUSES
             for a in self._actions.list_status(status)

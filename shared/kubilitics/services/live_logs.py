@@ -31,9 +31,13 @@ class LogsSpec:
     since_time: str | None
     until_time: str | None
     search: str | None
+    # The caller the session streams as (their RBAC), as a record; None: the service's identity.
+    acting_as: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, context: str, subscription_id: str, request: Logs) -> LogsSpec:
+    def of(
+        cls, context: str, subscription_id: str, request: Logs, acting_as: dict[str, Any] | None = None
+    ) -> LogsSpec:
         return cls(
             context=context,
             subscription_id=subscription_id,
@@ -45,6 +49,7 @@ class LogsSpec:
             since_time=request.since_time,
             until_time=request.until_time,
             search=request.search,
+            acting_as=acting_as,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-from urllib.parse import quote
 
 from kubilitics.adapters.kubeconfig import ContextConfig
 from kubilitics.clock import rfc3339
 from kubilitics.errors import KubiliticsError, NotFound
+from kubilitics.kube_paths import segment
 from kubilitics.ports import KubernetesPort
 from kubilitics.services.cluster import (
     check_namespace_name,
@@ -94,9 +94,7 @@ class MetricsService:
         selector = NON_TERMINATED + (f",spec.nodeName={node_name}" if node_name else "")
         with ThreadPoolExecutor(max_workers=3) as pool:
             if node_name:
-                nodes_call = pool.submit(
-                    self._kube.get_path, context, f"/api/v1/nodes/{quote(node_name, safe='')}"
-                )
+                nodes_call = pool.submit(self._kube.get_path, context, f"/api/v1/nodes/{segment(node_name)}")
             else:
                 nodes_call = pool.submit(self._kube.get_path, context, "/api/v1/nodes")
             metrics_call = pool.submit(read_metrics, self._kube, context, "/nodes")
@@ -187,7 +185,7 @@ class MetricsService:
             check_object_name(pod_name, "pod_name")
         base = namespace_path(namespace) if namespace else "/api/v1"
         selector = "status.phase=Running" + (f",metadata.name={pod_name}" if pod_name else "")
-        metrics_path = f"/namespaces/{quote(namespace, safe='')}/pods" if namespace else "/pods"
+        metrics_path = f"/namespaces/{segment(namespace)}/pods" if namespace else "/pods"
         with ThreadPoolExecutor(max_workers=3) as pool:
             checked = pool.submit(require_namespace, self._kube, context, namespace) if namespace else None
             pods_call = pool.submit(self._kube.get_path, context, f"{base}/pods", {"fieldSelector": selector})

@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from kubilitics.errors import InvalidParameter, KubiliticsError, NotFound
+from kubilitics.kube_paths import segment
 from kubilitics.ports import Clock, KubernetesPort, LeaseStore, LogStream
 
 log = logging.getLogger(__name__)
@@ -333,7 +333,7 @@ class PodService:
     def _pod(self, context: Any, namespace: str, name: str) -> dict[str, Any]:
         with _pod_errors(namespace, name):
             return self._kube.get_path(
-                context, f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
+                context, f"/api/v1/namespaces/{segment(namespace)}/pods/{segment(name)}"
             )
 
     @staticmethod

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubilitics.auth.access import AuthServices, authenticate_token, require_scope, resolve_context
+from kubilitics.auth.tokens import Principal
 from kubilitics.errors import KubiliticsError, RateLimitExceeded, Unauthorized
 from kubilitics.ports import Clock, ConnectionNotifier, RealtimeStore
 from kubilitics.services import realtime_messages as messages
@@ -41,7 +42,8 @@ class RealtimeService:
         subscriptions: Subscriptions,
         sessions: Sessions,
         pods: PodService,
-        contexts: Callable[[str], Any],
+        # (caller, context name) -> the context as the caller reaches it (their RBAC)
+        contexts: Callable[[Principal, str], Any],
         rate_limiter: RateLimiter,
         clock: Clock,
         on_subscriptions_changed: Callable[[bool], None] | None = None,
@@ -102,7 +104,7 @@ class RealtimeService:
     def _check_token(self, connection: Connection) -> None:
         if connection.expires_at <= self._clock.now():
             raise KubiliticsError("The bearer token has expired", code="token_expired")
-        if self._auth.revocations.is_revoked(connection.jti):
+        if self._auth.revocations.is_revoked(connection):
             raise KubiliticsError("The bearer token has been revoked", code="token_revoked")
 
     def _dispatch(self, connection: Connection, message: Any, trace_id: str) -> None:
@@ -164,8 +166,8 @@ class RealtimeService:
         subscription_id = (
             request.subscription_id or f"logs-{connection.connection_id[-6:]}-{int(self._clock.now() * 1000)}"
         )
-        spec = LogsSpec.of(connection.context, subscription_id, request)
-        context = self._contexts(connection.context)
+        context = self._contexts(connection.principal, connection.context)
+        spec = LogsSpec.of(connection.context, subscription_id, request, context.acting_as_record)
         if not request.follow:
             lines = snapshot(self._pods, context, spec)
             post = self._notifier.post
@@ -196,7 +198,7 @@ class RealtimeService:
 
     def _shell_init(self, connection: Connection, request: ShellInit) -> None:
         require_scope(connection.principal, "exec")
-        context = self._contexts(connection.context)
+        context = self._contexts(connection.principal, connection.context)
         # The pods service answers a missing pod (404 not_found) and a wrong container (400) as REST does.
         pod = self._pods._pod(context, request.namespace, request.pod_name)
         container = self._pods._container(pod, request.container, request.namespace, request.pod_name)
@@ -208,6 +210,7 @@ class RealtimeService:
             request.shell,
             request.rows,
             request.cols,
+            context.acting_as_record,
         )
         self._rate_limiter.acquire_slot(connection.principal, "shells")
         try:

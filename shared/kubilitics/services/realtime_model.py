@@ -26,6 +26,8 @@ class Connection:
     cluster_id: str | None = None
     namespace: str | None = None
     connected_at: float = 0.0
+    groups: tuple[str, ...] = ()  # the token's groups: with `sub`, whom the cluster's RBAC sees
+    issued_at: int = 0
 
     @classmethod
     def of(cls, connection_id: str, principal: Principal, context: str, now: float) -> Connection:
@@ -40,6 +42,8 @@ class Connection:
             cluster_id=principal.cluster_id,
             namespace=principal.namespace,
             connected_at=now,
+            groups=principal.groups,
+            issued_at=principal.issued_at,
         )
 
     @property
@@ -52,6 +56,8 @@ class Connection:
             expires_at=self.expires_at,
             cluster_id=self.cluster_id,
             namespace=self.namespace,
+            groups=self.groups,
+            issued_at=self.issued_at,
         )
 
 

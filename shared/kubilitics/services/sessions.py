@@ -7,6 +7,9 @@ post_to_connection. The local server runs the same `run_session` on a thread, wi
 
 Concurrency: a shell takes one of the user's `shells` slots, a followed log one of their `logs` slots;
 the worker gives it back when the session ends, whatever the reason.
+
+Tokens: the worker checks the connection and its token every TOKEN_CHECK_SECONDS; a session whose
+connection is gone ends, one whose token expired or was revoked ends with that ERROR and a close.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from kubilitics.services.pods import PodService
 from kubilitics.services.ratelimit import RateLimiter
 from kubilitics.services.realtime_messages import ShellCommand
 from kubilitics.services.realtime_model import SHELL_POINTER, Connection, Pointer, subscription_pointer
-from kubilitics.services.shell import ShellSession, ShellSpec
+from kubilitics.services.shell import SessionInputs, ShellSession, ShellSpec
 
 log = logging.getLogger(__name__)
 
@@ -173,13 +176,47 @@ class QueuedInputs:
             self._pending.append(ShellCommand.from_dict(raw))
 
 
+class OwnerCheck:
+    """A session's input that also ends the session (a `close`) once `verdict` gives a reason: asked
+    every `every` seconds, whether the client types or not (see SessionWorker._owner_verdict)."""
+
+    def __init__(self, inputs: SessionInputs, verdict: Callable[[], str | None], clock: Clock, every: float):
+        self._inputs = inputs
+        self._verdict = verdict
+        self._clock = clock
+        self._every = every
+        self._next = clock.now() + every
+        self.ended: str | None = None  # why the check ended the session
+
+    def get(self, timeout: float) -> ShellCommand | None:
+        now = self._clock.now()
+        if self.ended is None and now >= self._next:
+            self._next = now + self._every
+            self.ended = self._verdict()
+        if self.ended is not None:
+            return ShellCommand("close")
+        return self._inputs.get(timeout)
+
+
+# How often a running session checks its connection and its owner's token: with the revocation
+# list's trust in a "not revoked" answer (KUBILITICS_REVOCATION_CACHE_SECONDS, 20 s by default), a
+# revoked token's shells and live logs end within 25 s.
+TOKEN_CHECK_SECONDS = 5.0
+# A session whose owner's token stopped being valid ends as the WebSocket service and the watch relay
+# end such a connection: an ERROR with this code, then the server closes the socket.
+TOKEN_ENDED = {
+    "token_expired": "The bearer token has expired",
+    "token_revoked": "The bearer token has been revoked",
+}
+
+
 @dataclass(frozen=True)
 class SessionWorker:
     """What a session worker needs (the session Lambda, or a thread of the local server)."""
 
     kube: KubernetesPort
     pods: PodService
-    contexts: Callable[[str], Any]
+    contexts: Callable[[str, dict[str, Any] | None], Any]  # (context name, acting_as record)
     store: RealtimeStore
     queue: SessionQueue
     notifier: ConnectionNotifier
@@ -187,12 +224,22 @@ class SessionWorker:
     clock: Clock
     idle_seconds: float
     poll_seconds: float = 0.03
+    # token -> revoked? (auth.revocation.RevocationList.is_revoked); None: only expiry is checked
+    revoked: Callable[[Any], bool] | None = None
+    token_check_seconds: float = TOKEN_CHECK_SECONDS
 
     def run(self, payload: dict[str, Any], max_seconds: float | None = None) -> dict[str, Any]:
         """Run one session to its end; the pointer, the queue and the concurrency slot are cleaned up."""
         kind, session_id = payload["kind"], payload["session_id"]
         connection_id, sub = payload["connection_id"], payload["sub"]
-        inputs = QueuedInputs(self.queue, session_id, self.clock, fast_poll=self.poll_seconds)
+        # Nothing else would stop a shell the user keeps busy or a log that keeps printing: the worker
+        # itself checks the connection and its token, whether the client sends anything or not.
+        inputs = OwnerCheck(
+            QueuedInputs(self.queue, session_id, self.clock, fast_poll=self.poll_seconds),
+            lambda: self._owner_verdict(connection_id),
+            self.clock,
+            self.token_check_seconds,
+        )
 
         def emit(message: str) -> bool:
             return self.notifier.post(connection_id, message)
@@ -204,7 +251,7 @@ class SessionWorker:
                 spec = ShellSpec.from_dict(payload["spec"])
                 session = ShellSession(
                     self.kube,
-                    self.contexts(spec.context),
+                    self.contexts(spec.context, spec.acting_as),
                     spec,
                     emit,
                     inputs,
@@ -217,20 +264,43 @@ class SessionWorker:
                     outcome["reason"] = "client_disconnected"
             else:
                 logs = LogsSpec.from_dict(payload["spec"])
-                follow = open_follow(self.pods, self.contexts(logs.context), logs)
+                follow = open_follow(self.pods, self.contexts(logs.context, logs.acting_as), logs)
                 outcome["reason"] = stream_lines(follow, logs, emit, inputs, self.clock, max_seconds)
         except KubiliticsError as exc:
             emit(messages.error_message(exc, None, subscription_id))
             outcome["error"] = exc.code
         finally:
             self._clean_up(session_id, connection_id, payload["pointer"], sub, kind)
+        if inputs.ended is not None:
+            outcome["reason"] = inputs.ended
+        if inputs.ended in TOKEN_ENDED:
+            # As the WebSocket service and the watch relay end it: an ERROR, then the server closes the
+            # socket (1008 locally; on AWS the $disconnect that follows ends the connection's other streams).
+            error = KubiliticsError(TOKEN_ENDED[inputs.ended], code=inputs.ended)
+            emit(messages.error_message(error, None, subscription_id))
+            self.notifier.close(connection_id)
         # Said last, once the slot is free: a client may start the next session as soon as it reads this.
-        if outcome["reason"] != "client_disconnected":
+        elif outcome["reason"] != "client_disconnected":
             if kind == "shell":
                 emit(messages.shell_exit(outcome.get("exit_code"), outcome["reason"]))
             else:
                 emit(messages.log_end(subscription_id, outcome["reason"]))
         return outcome
+
+    def _owner_verdict(self, connection_id: str) -> str | None:
+        """Why the session must end now, or None: its connection is gone (`client_disconnected`: the
+        relay or a $disconnect removed it), or its token has expired or been revoked."""
+        try:
+            connection = self.store.get_connection(connection_id)
+            if connection is None:
+                return "client_disconnected"
+            if connection.expires_at <= self.clock.now():
+                return "token_expired"
+            if self.revoked is not None and self.revoked(connection):
+                return "token_revoked"
+        except KubiliticsError as exc:  # the tables did not answer: asked again at the next check
+            log.warning("session owner check of connection %s failed: %r", connection_id, exc)
+        return None
 
     def _clean_up(self, session_id: str, connection_id: str, pointer_name: str, sub: str, kind: str) -> None:
         for step in (

@@ -38,13 +38,15 @@ class ShellSpec:
     shell: str
     rows: int
     cols: int
+    # The caller the shell runs as (their RBAC: pods/exec), as a record; None: the service's identity.
+    acting_as: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ShellSpec:
-        return cls(**{name: raw[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: raw[name] for name in cls.__dataclass_fields__ if name in raw})
 
 
 class SessionInputs(Protocol):

@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kubilitics.auth.tokens import Principal
 from kubilitics.errors import InvalidParameter, KubiliticsError
 from kubilitics.ports import Clock, ConnectionNotifier, KubernetesPort, RealtimeStore
 from kubilitics.services import realtime_messages as messages
+from kubilitics.services.access import AccessReviews
 from kubilitics.services.realtime_messages import Subscribe
 from kubilitics.services.realtime_model import (
     Connection,
@@ -72,14 +74,21 @@ class Subscribed:
 class Subscriptions:
     """Stores subscriptions; the kind, selector and namespace are checked before anything is stored."""
 
-    def __init__(self, store: RealtimeStore, kube: KubernetesPort, contexts: Callable[[str], Any]):
+    def __init__(
+        self,
+        store: RealtimeStore,
+        kube: KubernetesPort,
+        contexts: Callable[[Principal, str], Any],  # (caller, name) -> the context as the caller
+        access: AccessReviews,
+    ):
         self._store = store
         self._kube = kube
         self._contexts = contexts
+        self._access = access
 
     def subscribe(self, connection: Connection, request: Subscribe) -> Subscribed:
         """Store the subscription; its events are those after `Subscribed.from_rv`."""
-        context = self._contexts(connection.context)
+        context = self._contexts(connection.principal, connection.context)
         rtype = self._kube.resource_type(context, request.resource_kind)
         if "watch" not in rtype.verbs:
             raise KubiliticsError(
@@ -93,6 +102,9 @@ class Subscriptions:
             raise InvalidParameter(
                 f"Invalid namespace {namespace!r}", details={"parameter": "namespace", "value": namespace}
             )
+        # The relay watches as the service, for every member of the set: each caller joins only
+        # where their own RBAC lets them watch this kind there (403 forbidden otherwise).
+        self._access.require(context, "watch", rtype.kind, namespace)
         watch_set = WatchSet(
             context=context.name,
             group=rtype.group,
@@ -413,10 +425,10 @@ class WatchRelay:
         clock: Clock,
         owner: str,
         options: RelayOptions | None = None,
-        revoked: Callable[[str], bool] | None = None,
+        revoked: Callable[[Connection], bool] | None = None,
     ):
         self._store = store
-        self._revoked = revoked  # jti -> revoked?; None: tokens are checked only for expiry
+        self._revoked = revoked  # connection -> its token revoked?; None: only expiry is checked
         self._kube = kube
         self._contexts = contexts
         self._notifier = notifier
@@ -669,7 +681,7 @@ class WatchRelay:
             return
         listening = sorted({member[0] for active in self._sets.values() for member in active.cursors})
         for connection in self._store.get_connections(listening):
-            if self._revoked(connection.jti):
+            if self._revoked(connection):
                 self._end_connection(
                     connection.connection_id, "token_revoked", "The bearer token has been revoked"
                 )

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
 from kubilitics.auth.tokens import Principal
+from kubilitics.services.access import resource_subject
 
 router = APIRouter(tags=["ai"])
 
@@ -40,7 +41,11 @@ async def pending_actions(
 ) -> dict[str, Any]:
     return await run_blocking(
         lambda: services.actions.list_pending(
-            context.name, severity=severity, investigation_id=investigation_id, limit=limit
+            context.name,
+            severity=severity,
+            investigation_id=investigation_id,
+            limit=limit,
+            visible=lambda actions: services.access_reviews.visible(context, actions, resource_subject),
         )
     )
 
@@ -55,6 +60,8 @@ async def approve_action(
     action_id: ActionId,
     body: Annotated[ApproveBody | None, Body()] = None,
 ) -> dict[str, Any]:
+    """Needs `write`, and what the change itself needs over REST: an action that deletes (`restart_pod`)
+    also needs `delete` (403 `insufficient_scope` otherwise, checked by the service)."""
     body = body or ApproveBody()
     return await run_blocking(
         services.actions.approve, principal, action_id, body.approval_notes, body.require_verification

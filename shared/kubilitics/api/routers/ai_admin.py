@@ -16,9 +16,10 @@ router = APIRouter(tags=["ai"])
 
 @router.get("/api/v1/ai/status", summary="AI service status: provider, connectivity, token budget")
 async def ai_status(
-    _: Annotated[Principal, Depends(require("read", "standard"))], services: Services
+    principal: Annotated[Principal, Depends(require("read", "standard"))], services: Services
 ) -> dict[str, Any]:
-    return await run_blocking(services.ai_admin.status)
+    # A token bound to a cluster sees that cluster's usage and queue only (so do usage and analytics).
+    return await run_blocking(services.ai_admin.status, principal.cluster_id)
 
 
 @router.get("/api/v1/ai/config", summary="The AI configuration (admin)")
@@ -50,13 +51,15 @@ async def ai_usage(
     group_by: Annotated[Literal["operation", "user", "namespace"] | None, Query()] = None,
 ) -> dict[str, Any]:
     # Per-user figures are usage details: admins only (reference section 15).
-    return await run_blocking(services.ai_admin.usage, time_period, group_by, principal.has_scope("admin"))
+    return await run_blocking(
+        services.ai_admin.usage, time_period, group_by, principal.has_scope("admin"), principal.cluster_id
+    )
 
 
 @router.get("/api/v1/ai/analytics/summary", summary="AI effectiveness and usage over a period")
 async def ai_analytics_summary(
-    _: Annotated[Principal, Depends(require("read", "standard"))],
+    principal: Annotated[Principal, Depends(require("read", "standard"))],
     services: Services,
     time_period: Annotated[Literal["24h", "7d", "30d", "90d"], Query()] = "7d",
 ) -> dict[str, Any]:
-    return await run_blocking(services.analytics.summary, time_period)
+    return await run_blocking(services.analytics.summary, time_period, principal.cluster_id)

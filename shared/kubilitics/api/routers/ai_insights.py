@@ -36,6 +36,7 @@ async def list_insights(
         dismissed=dismissed,
         status=status,
         limit=limit,
+        caller=context,
     )
 
 
@@ -46,4 +47,13 @@ async def dismiss_insight(
     insight_id: Annotated[str, Path(alias="id", min_length=1, max_length=128)],
     body: Annotated[Any, Body(description='{"reason": "acknowledged_wont_fix", "notes": "..."}')] = None,
 ) -> dict[str, Any]:
-    return await run_blocking(services.insights.dismiss, insight_id, body, principal.sub)
+    # A token bound to a cluster dismisses only that cluster's insights, and only those its RBAC lets
+    # it read (others: 404, as unknown).
+    return await run_blocking(
+        services.insights.dismiss,
+        insight_id,
+        body,
+        principal.sub,
+        principal.cluster_id,
+        lambda context_name: services.caller_context(principal, context_name),
+    )

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
 from kubilitics.auth.tokens import Principal
+from kubilitics.services.access import resource_subject
 from kubilitics.services.investigations import InvestigationRequest
 
 router = APIRouter(tags=["ai"])
@@ -71,5 +72,6 @@ async def list_investigations(
             offset=offset,
             sort_by=sort_by,
             include_findings=include_findings,
+            visible=lambda records: services.access_reviews.visible(context, records, resource_subject),
         )
     )
