@@ -555,3 +555,43 @@ def test_relay_ends_listening_connections_whose_token_expired_or_was_revoked(ws,
     assert sorted(c for op, c in calls.by if op == "DeleteConnection") == ["c-expiring", "c-revoked"]
     assert items(aws, "conn#c-expiring") == [] and items(aws, "conn#c-revoked") == []
     assert items(aws, "conn#c-fine") and not [m for m in posted("c-fine") if m["type"] == "ERROR"]
+
+
+# ---- the caller's RBAC, on API Gateway's WebSocket API ---------------------------------------------
+
+
+def test_each_message_acts_with_the_callers_rbac(ws, aws, mint, ns, k8s_cluster):
+    """The groups of the token survive in the connection record: every later message impersonates the
+    caller. Bound to `view` in `ns` only, she subscribes there, and nowhere else; no logs elsewhere,
+    no shell anywhere (no pods/exec)."""
+    import uuid
+
+    viewer = f"viewer-{uuid.uuid4().hex[:6]}"
+    k8s_cluster.kubectl(
+        "create",
+        "rolebinding",
+        f"{viewer}-view",
+        "-n",
+        ns,
+        "--clusterrole=view",
+        f"--user=kubilitics:{viewer}",
+    )
+    assert (
+        connect(ws, "c-rbac", mint(sub=viewer, scopes="read,exec", groups=("viewers",)))["statusCode"] == 200
+    )
+    subscribe(ws, "c-rbac", resource_kind="Pod", namespace=ns)
+    refused = [
+        {"action": "subscribe", "resource_kind": "Pod", "namespace": "default"},
+        {"action": "subscribe", "resource_kind": "Secret", "namespace": ns},
+        {"action": "logs", "namespace": "default", "pod_name": "anything"},
+    ]
+    for message in refused:
+        ws(event("subscribe.json", "c-rbac", message), LambdaContext())
+        reply = posted("c-rbac")[-1]
+        assert (reply["type"], reply["status"], reply["error"]["error"]) == ("ERROR", 403, "forbidden"), reply
+    assert f"kubilitics:{viewer}" in reply["error"]["message"]
+    # The connection record keeps her groups (impersonated as kubilitics:viewers).
+    from kubilitics.container import get_container
+
+    stored = get_container().realtime_store.get_connection("c-rbac")
+    assert stored.groups == ("viewers",) and stored.principal.groups == ("viewers",)
