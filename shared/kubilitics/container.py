@@ -10,6 +10,7 @@ from kubilitics.auth.revocation import RevocationList
 from kubilitics.auth.tokens import TokenCodec
 from kubilitics.clock import SystemClock
 from kubilitics.config import DEVELOPMENT_JWT_SECRET, Settings, check_jwt_secret, get_settings
+from kubilitics.errors import KubiliticsError
 from kubilitics.services.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -68,13 +69,19 @@ def _secret_string(arn: str) -> str:
 
 
 def _optional_secret(arn: str) -> str | None:
-    """A secret that may hold no value yet (the AI key before anyone stores one)."""
+    """A secret that may hold no value yet (the AI key before anyone stores one). One that cannot be
+    read (AccessDenied: a role without the grant, a throttled or failing Secrets Manager) is a 503."""
     try:
         return _secret_string(arn).strip() or None
     except Exception as exc:
-        if getattr(exc, "response", {}).get("Error", {}).get("Code") == "ResourceNotFoundException":
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code == "ResourceNotFoundException":
             return None
-        raise
+        if code is None:
+            raise
+        raise KubiliticsError(
+            "The AI provider key could not be read", code="ai_service_unavailable", details={"reason": code}
+        ) from exc
 
 
 class Container:

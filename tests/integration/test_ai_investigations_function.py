@@ -571,3 +571,34 @@ def test_the_task_handler_runs_each_step_from_its_event_payload(on_cluster, aws,
     error = store.get(investigation_id)["error"]
     assert error["message"] == "The gather step failed: kube-apiserver timed out"
     assert error["details"] == {"step": "gather", "error_type": "KubernetesApiError"}
+
+
+def test_an_ai_key_that_cannot_be_read_holds_no_slot(handler, mint, settings_env):
+    """Secrets Manager refusing the AI key (a role without the grant) answers 503 and takes nothing:
+    more refused starts than a user has slots, then a start that works (review H1)."""
+    import uuid
+
+    from botocore.exceptions import ClientError
+    from kubilitics import container
+    from kubilitics.adapters.aws import client
+
+    arn = client("secretsmanager").create_secret(Name=f"ai-key-{uuid.uuid4().hex[:6]}")["ARN"]
+    settings_env.setenv("KUBILITICS_AI_SECRET_ARN", arn)
+    container.reset()
+    secrets = client("secretsmanager")
+
+    def access_denied(**_: object) -> None:
+        error = {"Code": "AccessDeniedException", "Message": "not authorized to perform GetSecretValue"}
+        raise ClientError({"Error": error}, "GetSecretValue")
+
+    secrets.meta.events.register("before-call.secrets-manager.GetSecretValue", access_denied)
+    token = mint(sub=f"h1-{uuid.uuid4().hex[:6]}", scopes="read,write")
+    body = {"resource_kind": "Namespace", "resource_name": "default", "investigation_scope": "quick"}
+    try:
+        for _ in range(6):  # a user holds 5 investigation slots
+            refused = expect_error(handler, start_event(token, body), 503, "ai_service_unavailable")
+            assert refused["details"] == {"reason": "AccessDeniedException"}
+    finally:
+        secrets.meta.events.unregister("before-call.secrets-manager.GetSecretValue", access_denied)
+    status, _, started = invoke(handler, start_event(token, body))
+    assert status == 202, started

@@ -96,11 +96,30 @@ class InvestigationService:
                     "resource_kind": rtype.kind,
                 },
             ) from exc
+        # Asked before any slot is taken: reading the AI key may fail (a 503), and nothing may be held then.
+        path = "llm" if self._llm_configured() else "rules"
         self._take_slots(principal)
+        try:
+            return self._start(principal, context, request, rtype, namespace, path)
+        except Exception:
+            # Whatever fails before the execution starts gives both slots back (the execution would
+            # otherwise be the one to release them, and there is none).
+            release_slots(self._limiter, principal.sub)
+            raise
+
+    def _start(
+        self,
+        principal: Principal,
+        context: Any,
+        request: InvestigationRequest,
+        rtype: Any,
+        namespace: str | None,
+        path: str,
+    ) -> dict[str, Any]:
         now = self._clock.now()
         investigation_id = new_id("inv", now)
         resource = {"kind": rtype.kind, "namespace": namespace, "name": request.resource_name}
-        estimated = now + ESTIMATED_SECONDS["llm" if self._llm_configured() else "rules"]
+        estimated = now + ESTIMATED_SECONDS[path]
         record = {
             "investigation_id": investigation_id,
             "status": "in_progress",
@@ -131,18 +150,17 @@ class InvestigationService:
                 "requested_by",
             )
         }
+        # Written before the execution starts, so the first step always finds its record.
+        self._store.create(record)
         try:
-            # Written before the execution starts, so the first step always finds its record.
-            self._store.create(record)
             execution = self._starter.start(investigation_id, payload)
-        except KubiliticsError as exc:
-            release_slots(self._limiter, principal.sub)
-            self._fail_quietly(investigation_id, exc)
+        except Exception as exc:  # no execution: the record must not stay in_progress
+            self._fail_quietly(
+                investigation_id, exc if isinstance(exc, KubiliticsError) else KubiliticsError(str(exc))
+            )
             raise
-        except Exception:
-            release_slots(self._limiter, principal.sub)
-            raise
-        self._store.update(investigation_id, {"execution_arn": execution})
+        # From here the execution holds the slots: its last step gives them back, failed or not.
+        self._update_quietly(investigation_id, {"execution_arn": execution})
         return {
             "investigation_id": investigation_id,
             "status": "in_progress",
@@ -151,6 +169,12 @@ class InvestigationService:
             "estimated_completion_time": rfc3339(estimated),
             "progress_percent": STARTED,
         }
+
+    def _update_quietly(self, investigation_id: str, fields: dict[str, Any]) -> None:
+        try:
+            self._store.update(investigation_id, fields)
+        except KubiliticsError:
+            log.warning("could not record %s on %s", ", ".join(fields), investigation_id)
 
     def _fail_quietly(self, investigation_id: str, exc: KubiliticsError) -> None:
         try:
