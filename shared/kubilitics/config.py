@@ -77,6 +77,9 @@ class Settings(BaseModel):
     # RoleBinding still shows that caller insights and new watch subscriptions.
     access_review_cache_seconds: float = Field(default=10.0, ge=0, le=60)
     health_timeout_seconds: float = Field(default=2.0, gt=0)
+    # /health (no token) answers from a check at most this old: callers cannot make it call AWS,
+    # Kubernetes and the Messages API on every request.
+    health_cache_seconds: float = Field(default=15.0, ge=10, le=30)
 
     # AI provider (rules-only when no key is configured)
     anthropic_api_key: SecretStr | None = None
@@ -89,6 +92,9 @@ class Settings(BaseModel):
     # JSON {"<model>": {"input": <USD per million tokens>, "output": <...>}}, over the built-in prices.
     ai_model_prices: dict[str, dict[str, float]] = Field(default_factory=dict)
     ai_request_timeout_seconds: float = Field(default=60.0, gt=0)
+    # How long an instance trusts the AI key it read from the AI secret (PUT /api/v1/ai/config on
+    # another instance is seen within this; on the same instance at once).
+    ai_key_cache_seconds: float = Field(default=60.0, ge=0, le=900)
 
     # Investigations (Step Functions) and remediation actions
     state_machine_arn: str | None = None  # the investigation state machine; the template sets it

@@ -10,13 +10,13 @@ from kubilitics.auth.revocation import RevocationList
 from kubilitics.auth.tokens import TokenCodec
 from kubilitics.clock import SystemClock
 from kubilitics.config import DEVELOPMENT_JWT_SECRET, Settings, check_jwt_secret, get_settings
-from kubilitics.errors import KubiliticsError
 from kubilitics.services.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from kubilitics.adapters.ai_probe import AnthropicProbe
+    from kubilitics.adapters.ai_secret import CachedKey
     from kubilitics.adapters.apigw import ApiGatewayNotifier, LambdaInvoker
     from kubilitics.adapters.dynamodb import (
         DynamoActionStore,
@@ -66,22 +66,6 @@ def _secret_string(arn: str) -> str:
     from kubilitics.adapters.aws import client
 
     return str(client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
-
-
-def _optional_secret(arn: str) -> str | None:
-    """A secret that may hold no value yet (the AI key before anyone stores one). One that cannot be
-    read (AccessDenied: a role without the grant, a throttled or failing Secrets Manager) is a 503."""
-    try:
-        return _secret_string(arn).strip() or None
-    except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-        if code == "ResourceNotFoundException":
-            return None
-        if code is None:
-            raise
-        raise KubiliticsError(
-            "The AI provider key could not be read", code="ai_service_unavailable", details={"reason": code}
-        ) from exc
 
 
 class Container:
@@ -144,7 +128,17 @@ class Container:
         s = self.settings
         if s.anthropic_api_key:
             return s.anthropic_api_key.get_secret_value()
-        return _optional_secret(s.ai_secret_arn) if s.ai_secret_arn else None
+        return self.ai_key_store.get() if self.ai_key_store else None
+
+    @cached_property
+    def ai_key_store(self) -> CachedKey | None:
+        """The AI secret, read at most once per `ai_key_cache_seconds` (an unreadable one: 503)."""
+        from kubilitics.adapters.ai_secret import CachedKey, SecretsManagerValue
+
+        s = self.settings
+        if not s.ai_secret_arn:
+            return None
+        return CachedKey(SecretsManagerValue(s.ai_secret_arn), self.clock.now, s.ai_key_cache_seconds)
 
     @cached_property
     def kube(self) -> KubernetesGateway:
@@ -163,7 +157,6 @@ class Container:
 
     @cached_property
     def ai_config(self) -> AiConfigService:
-        from kubilitics.adapters.ai_secret import SecretsManagerValue
         from kubilitics.adapters.dynamodb import DynamoAiConfigStore
         from kubilitics.ai.configuration import default_document
         from kubilitics.services.ai_admin import AiConfigService
@@ -175,7 +168,7 @@ class Container:
                 s.ai_model, s.ai_monthly_limit_usd, s.ai_monthly_limit_tokens, s.ai_model_prices
             ),
             clock=self.clock,
-            key_store=SecretsManagerValue(s.ai_secret_arn) if s.ai_secret_arn else None,
+            key_store=self.ai_key_store,
             key_from_environment=s.anthropic_api_key is not None,
         )
 
@@ -410,6 +403,7 @@ class Container:
                 "region": s.region,
             },
             build={"commit": s.build_commit, "date": s.build_date},
+            cache_seconds=s.health_cache_seconds,
         )
 
     @cached_property

@@ -596,7 +596,7 @@ def test_an_ai_key_that_cannot_be_read_holds_no_slot(handler, mint, settings_env
     body = {"resource_kind": "Namespace", "resource_name": "default", "investigation_scope": "quick"}
     try:
         for _ in range(6):  # a user holds 5 investigation slots
-            refused = expect_error(handler, start_event(token, body), 503, "ai_service_unavailable")
+            refused = expect_error(handler, start_event(token, body), 503, "service_unavailable")
             assert refused["details"] == {"reason": "AccessDeniedException"}
     finally:
         secrets.meta.events.unregister("before-call.secrets-manager.GetSecretValue", access_denied)

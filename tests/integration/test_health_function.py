@@ -150,3 +150,33 @@ def test_version_rate_limit_answers_429_with_retry_after(aws, on_cluster, handle
     assert statuses[:120] == [200] * 120  # 100/min plus the burst of 20
     assert statuses[120] == 429
     assert 1 <= int(headers["retry-after"]) <= 60 and headers["x-ratelimit-remaining"] == "0"
+
+
+def test_health_checks_its_dependencies_at_most_once_per_window(
+    aws, on_cluster, handler, settings_env, fake_messages_api
+):
+    """/health needs no token: twenty calls make one round of checks (review M2), not twenty."""
+    from kubilitics import container
+    from kubilitics.adapters.aws import client
+
+    arn = client("secretsmanager").create_secret(Name="ai-key", SecretString=fake_messages_api.api_key)["ARN"]
+    settings_env.setenv("KUBILITICS_AI_SECRET_ARN", arn)
+    settings_env.setenv("KUBILITICS_ANTHROPIC_BASE_URL", fake_messages_api.url)
+    container.reset()
+    calls: list[str] = []
+
+    def count(event_name: str, **_: object) -> None:
+        calls.append(event_name.split(".")[-1])
+
+    secrets, dynamodb = client("secretsmanager"), client("dynamodb")
+    secrets.meta.events.register("before-call.secrets-manager", count)
+    dynamodb.meta.events.register("before-call.dynamodb", count)
+    try:
+        bodies = [invoke(handler, load_event("health/get_health.json")) for _ in range(20)]
+    finally:
+        secrets.meta.events.unregister("before-call.secrets-manager", count)
+        dynamodb.meta.events.unregister("before-call.dynamodb", count)
+    assert [status for status, _, _ in bodies] == [200] * 20
+    assert bodies[-1][2]["dependencies"]["ai_service"] == "healthy"
+    assert calls.count("GetSecretValue") == 1 and len(calls) == 2, calls  # the key, the table ping
+    assert [r.path for r in fake_messages_api.requests] == ["/v1/models"]

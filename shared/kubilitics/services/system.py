@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -36,6 +37,7 @@ class SystemService:
         timeout: float,
         deployment: dict[str, str],
         build: dict[str, str],
+        cache_seconds: float = 15.0,
     ):
         self._cluster = cluster
         self._database_probe = database_probe
@@ -46,8 +48,27 @@ class SystemService:
         self._timeout = timeout
         self._deployment = deployment
         self._build = build
+        # /health needs no token: its checks (DynamoDB, the API server twice, the Messages API) run at
+        # most once per `cache_seconds` per instance, whoever calls and however often.
+        self._cache_seconds = cache_seconds
+        self._checked: tuple[float, bool, dict[str, Any]] | None = None
+        self._checking = threading.Lock()
 
     def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, body): the dependencies' state as last checked, at most `cache_seconds` old."""
+        with self._checking:  # one check at a time; callers meanwhile wait for its answer
+            checked = self._checked
+            if checked is None or self._clock() - checked[0] >= self._cache_seconds:
+                healthy, body = self._check()
+                checked = self._checked = (self._clock(), healthy, body)
+        _, healthy, body = checked
+        now = self._clock()
+        fresh = {**body, "timestamp": rfc3339(now)}
+        if "uptime_seconds" in fresh:
+            fresh["uptime_seconds"] = int(now - self._started_at)
+        return healthy, fresh
+
+    def _check(self) -> tuple[bool, dict[str, Any]]:
         """Checks every dependency in parallel; returns (healthy, body)."""
         checks: dict[str, Callable[[], Any]] = {
             "database": self._database_probe,
