@@ -37,6 +37,8 @@ from kubilitics.ai.kube_json import (
 from kubilitics.errors import KubiliticsError
 from kubilitics.ports import KubernetesPort
 
+# Kinds nothing reports events about (their events are not listed).
+_NO_EVENTS = ("ConfigMap", "Secret", "StorageClass", "EndpointSlice", "Endpoints", "LimitRange")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
 
 
@@ -307,6 +309,7 @@ class _Gatherer:
         unscheduled = any(not pod_node(p) and not pod_finished(p) for p in pods)
         if ns:
             calls.append(lambda: self._keep_all(self.list_items("ResourceQuota", ns)))
+            calls.append(lambda: self._keep_all(self.list_items("LimitRange", ns)))  # they refuse pods too
             calls.append(lambda: self._keep_hpas(self.list_items("HorizontalPodAutoscaler", ns)))
             if pods and target.get("kind") != "Service":
                 calls.append(lambda: self._keep_services(self.list_items("Service", ns), pods))
@@ -371,7 +374,7 @@ class _Gatherer:
         """Events about the gathered objects within the window (one field-selected list per name)."""
         by_scope: dict[tuple[str | None, str], None] = {}
         for ref in refs:
-            if ref.kind in ("ConfigMap", "Secret", "StorageClass", "EndpointSlice", "Endpoints"):
+            if ref.kind in _NO_EVENTS:
                 continue  # nothing reports events about these
             by_scope[(ref.namespace, ref.name)] = None
         wanted = {(r.kind, r.namespace, r.name) for r in refs}

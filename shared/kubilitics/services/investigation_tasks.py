@@ -23,6 +23,7 @@ from kubilitics.ai.diagnosis import diagnose
 from kubilitics.ai.evidence import Evidence
 from kubilitics.ai.gather import GatherLimits, gather_evidence
 from kubilitics.ai.redaction import redact_for_storage
+from kubilitics.ai.triage import diagnose_namespace, gather_namespace, is_namespace_document, merged_evidence
 from kubilitics.clock import rfc3339_ms
 from kubilitics.errors import (
     DatabaseError,
@@ -172,15 +173,26 @@ class InvestigationTasks:
             if exc.code != "not_found":
                 raise
         scope = state.get("investigation_scope") or "standard"
+        limits = GATHER_LIMITS.get(scope, GATHER_LIMITS["standard"])
+        window = int(state.get("search_window_minutes") or 60)
+        if rtype.kind == "Namespace":
+            # Triage: every workload of the namespace, the failing ones gathered in full (ai/triage.py).
+            document = gather_namespace(
+                self._kube, ctx, resource["name"], window, member_limits=limits, clock=self._clock.now
+            )
+            stored = self._put_document(investigation_id, "evidence", document)
+            members = [m["evidence"] for m in document["members"]]
+            summary = {
+                "workloads": len(document["inventory"]),
+                "examined": len(members),
+                "objects": sum(len(m["objects"]) for m in members),
+                "events": sum(len(m["events"]) for m in members),
+                "logs": sum(len(m["logs"]) for m in members),
+                "stored_bytes": stored,
+            }
+            return self._advance(investigation_id, state, "gather", started, {"evidence": summary})
         evidence = gather_evidence(
-            self._kube,
-            ctx,
-            rtype.kind,
-            ns,
-            resource["name"],
-            int(state.get("search_window_minutes") or 60),
-            limits=GATHER_LIMITS.get(scope, GATHER_LIMITS["standard"]),
-            clock=self._clock.now,
+            self._kube, ctx, rtype.kind, ns, resource["name"], window, limits=limits, clock=self._clock.now
         )
         stored = self._put_document(investigation_id, "evidence", evidence.to_dict())
         summary = {
@@ -193,8 +205,11 @@ class InvestigationTasks:
 
     def _analyze(self, investigation_id: str, state: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
-        evidence = self._evidence(investigation_id)
-        diagnosis = diagnose(evidence).to_dict()
+        document = self._evidence_document(investigation_id)
+        if is_namespace_document(document):
+            diagnosis = diagnose_namespace(document)
+        else:
+            diagnosis = diagnose(Evidence.from_dict(document)).to_dict()
         self._put_document(investigation_id, "diagnosis", diagnosis)
         root = diagnosis["root_cause"]
         summary = {
@@ -330,7 +345,7 @@ class InvestigationTasks:
             while len(self._recent) > RECENT_DOCUMENTS:
                 self._recent.pop(next(iter(self._recent)))
 
-    def _evidence(self, investigation_id: str) -> Evidence:
+    def _evidence_document(self, investigation_id: str) -> dict[str, Any]:
         document = self._get_document(investigation_id, "evidence")
         if document is None:
             raise KubiliticsError(
@@ -338,6 +353,12 @@ class InvestigationTasks:
                 code="investigation_failed",
                 details={"investigation_id": investigation_id},
             )
+        return dict(document)
+
+    def _evidence(self, investigation_id: str) -> Evidence:
+        document = self._evidence_document(investigation_id)
+        if is_namespace_document(document):
+            return merged_evidence(document)  # one view over every suspect (LLM digest, actions)
         return Evidence.from_dict(document)
 
     def _release_slot(self, investigation_id: str, state: dict[str, Any]) -> None:
@@ -401,6 +422,7 @@ def compose_result(
             "analysis": analysis,
             "settled": diagnosis.get("settled", True),
             "problems": diagnosis.get("problems") or [],
+            **({"triage": diagnosis["triage"]} if diagnosis.get("triage") else {}),
         },
     }
 

@@ -270,6 +270,8 @@ def item_view(
             settled=detail.get("settled"),
             actions=record.get("actions") or [],
         )
+        if detail.get("triage"):  # namespace investigations: workloads counted, examined, affected
+            item["triage"] = detail["triage"]
     return item
 
 

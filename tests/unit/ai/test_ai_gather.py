@@ -28,6 +28,7 @@ KINDS = {
     "Endpoints": ("", "v1", "endpoints", True),
     "PersistentVolumeClaim": ("", "v1", "persistentvolumeclaims", True),
     "ResourceQuota": ("", "v1", "resourcequotas", True),
+    "LimitRange": ("", "v1", "limitranges", True),
     "Node": ("", "v1", "nodes", False),
     "Deployment": ("apps", "v1", "deployments", True),
     "ReplicaSet": ("apps", "v1", "replicasets", True),
