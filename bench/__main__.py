@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import cold_start, investigations, resources, topology, websocket
+from bench import cold_start, investigations, resources, topology, triage, websocket
 
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
     "cold_start": cold_start.main,
     "investigations": investigations.main,
     "resources": resources.main,
     "topology": topology.main,
+    "triage": triage.main,
     "websocket": websocket.main,
 }
 

@@ -185,7 +185,24 @@ def survey_namespace(
         listed = list(pool.map(lambda call: read(*call), calls))
     objs = {kind: items for (kind, _), items in zip(calls, listed, strict=True) if kind != "Event"}
     warnings = listed[-1]
+    return survey_listed(
+        objs, warnings, namespace, window_minutes, limits=limits, now=now, notes=notes, context=context
+    )
 
+
+def survey_listed(
+    objs: dict[str, list[dict[str, Any]]],
+    warnings: list[dict[str, Any]],
+    namespace: str,
+    window_minutes: int,
+    *,
+    limits: TriageLimits,
+    now: float,
+    notes: list[str],
+    context: Any = None,
+) -> dict[str, Any]:
+    """The survey over objects already listed (one namespace's share of cluster-wide lists, for the
+    cluster investigation: ai/cluster_triage.py)."""
     snapshot = Snapshot(context=str(getattr(context, "name", context)), collected_at=now)
     snapshot.namespaces_in_scope = frozenset({namespace})
     snapshot.pods, snapshot.replica_sets = objs["Pod"], objs["ReplicaSet"]

@@ -104,4 +104,6 @@ class AccessReviews:
 def resource_subject(record: dict[str, Any]) -> set[tuple[str, str | None]]:
     """What an investigation or an action is about: its resource's (kind, namespace)."""
     resource = record.get("resource") or {}
+    if resource.get("kind") == "Cluster":  # a cluster investigation reads every node: so must its reader
+        return {("Node", None)}
     return {(str(resource.get("kind") or "Pod"), resource.get("namespace"))}

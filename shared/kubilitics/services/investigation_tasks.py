@@ -19,9 +19,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from kubilitics.ai.cluster_triage import (
+    cluster_evidence,
+    diagnose_cluster,
+    gather_cluster,
+    is_cluster_document,
+)
 from kubilitics.ai.diagnosis import diagnose
 from kubilitics.ai.evidence import Evidence
 from kubilitics.ai.gather import GatherLimits, gather_evidence
+from kubilitics.ai.node_triage import diagnose_node, evidence_of, gather_node, is_node_document
 from kubilitics.ai.redaction import redact_for_storage
 from kubilitics.ai.triage import diagnose_namespace, gather_namespace, is_namespace_document, merged_evidence
 from kubilitics.clock import rfc3339_ms
@@ -163,6 +170,17 @@ class InvestigationTasks:
         started = time.monotonic()
         resource = state["resource"]
         ctx = self._contexts(state.get("context"), state.get("acting_as"))
+        if resource["kind"] == "Cluster":
+            # Nodes, the API server's readiness, every namespace rolled up (ai/cluster_triage.py).
+            window = int(state.get("search_window_minutes") or 60)
+            document = gather_cluster(self._kube, ctx, window, clock=self._clock.now)
+            stored = self._put_document(investigation_id, "evidence", document)
+            summary = {
+                **document["counts"],
+                "examined": sum(len(n["members"]) for n in document["namespaces"]),
+            }
+            summary["stored_bytes"] = stored
+            return self._advance(investigation_id, state, "gather", started, {"evidence": summary})
         rtype = self._kube.resource_type(ctx, resource["kind"])
         ns = resource.get("namespace") if rtype.namespaced else None
         try:
@@ -175,6 +193,17 @@ class InvestigationTasks:
         scope = state.get("investigation_scope") or "standard"
         limits = GATHER_LIMITS.get(scope, GATHER_LIMITS["standard"])
         window = int(state.get("search_window_minutes") or 60)
+        if rtype.kind == "Node":
+            # Conditions, taints, allocation and the pods failing because of it (ai/node_triage.py).
+            document = gather_node(self._kube, ctx, resource["name"], window, clock=self._clock.now)
+            stored = self._put_document(investigation_id, "evidence", document)
+            summary = {
+                "pods": len(document["pods"]),
+                "pending": len(document["pending"]),
+                "events": len(document["events"]),
+                "stored_bytes": stored,
+            }
+            return self._advance(investigation_id, state, "gather", started, {"evidence": summary})
         if rtype.kind == "Namespace":
             # Triage: every workload of the namespace, the failing ones gathered in full (ai/triage.py).
             document = gather_namespace(
@@ -208,6 +237,10 @@ class InvestigationTasks:
         document = self._evidence_document(investigation_id)
         if is_namespace_document(document):
             diagnosis = diagnose_namespace(document)
+        elif is_node_document(document):
+            diagnosis = diagnose_node(document)
+        elif is_cluster_document(document):
+            diagnosis = diagnose_cluster(document)
         else:
             diagnosis = diagnose(Evidence.from_dict(document)).to_dict()
         self._put_document(investigation_id, "diagnosis", diagnosis)
@@ -359,6 +392,10 @@ class InvestigationTasks:
         document = self._evidence_document(investigation_id)
         if is_namespace_document(document):
             return merged_evidence(document)  # one view over every suspect (LLM digest, actions)
+        if is_node_document(document):
+            return evidence_of(document, [document["node"], *document["pods"]])
+        if is_cluster_document(document):
+            return cluster_evidence(document)
         return Evidence.from_dict(document)
 
     def _release_slot(self, investigation_id: str, state: dict[str, Any]) -> None:
@@ -405,6 +442,7 @@ def compose_result(
         analysis["tool_calls"] = reasoning.get("tool_calls") or []
     findings = [
         {k: f.get(k) for k in ("category", "summary", "confidence", "severity", "subject", "analyzer")}
+        | ({"affects": f["affects"]} if f.get("affects") else {})  # node and cluster scope: the pods hit
         for f in diagnosis.get("findings") or []
     ]
     return {

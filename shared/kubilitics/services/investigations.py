@@ -30,6 +30,7 @@ CATEGORY = "investigations"  # the rate-limit category whose concurrency slot an
 STARTED = 10
 PROGRESS = {"gather": 35, "analyze": 55, "reason": 80, "propose_actions": 90, "complete": 100}
 ESTIMATED_SECONDS = {"rules": 10, "llm": 90}
+CLUSTER = "Cluster"  # resource_kind of a cluster investigation (no Kubernetes kind of that name)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class InvestigationRequest:
     symptoms: tuple[str, ...] = ()
     investigation_scope: str = "standard"
     search_window_minutes: int = 60
+
+
+class _ClusterType:
+    kind = CLUSTER
+    namespaced = False
 
 
 class InvestigationService:
@@ -76,6 +82,20 @@ class InvestigationService:
             raise
 
     def start(self, principal: Principal, context: Any, request: InvestigationRequest) -> dict[str, Any]:
+        if request.resource_kind.lower() == CLUSTER.lower():
+            # The whole cluster: the caller must be able to list nodes (the API server's 403 if not).
+            nodes = self._kube.resource_type(context, "Node")
+            self._kube.list_objects(context, nodes, limit=1)
+            rtype = _ClusterType()
+            name = request.resource_name or getattr(context, "name", None) or "cluster"
+            request = InvestigationRequest(**{**request.__dict__, "resource_name": name})
+            path = "llm" if self._llm_configured() else "rules"
+            self._take_slots(principal)
+            try:
+                return self._start(principal, context, request, rtype, None, path)
+            except Exception:
+                release_slots(self._limiter, principal.sub)
+                raise
         rtype = self._kube.resource_type(context, request.resource_kind)  # 400 invalid_resource_kind
         namespace = None
         if rtype.namespaced:

@@ -10,20 +10,36 @@ from pydantic import BaseModel, ConfigDict, Field
 from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
 from kubilitics.auth.tokens import Principal
+from kubilitics.errors import KubiliticsError
 from kubilitics.services.access import resource_subject
-from kubilitics.services.investigations import InvestigationRequest
+from kubilitics.services.investigations import CLUSTER, InvestigationRequest
 
 router = APIRouter(tags=["ai"])
+
+
+def missing_field(field: str) -> KubiliticsError:
+    """The body pydantic would have refused had the field been required (api/errors.py)."""
+    violations = [{"field": field, "reason": "missing", "message": "Field required"}]
+    return KubiliticsError(
+        f"Required field missing: {field}",
+        code="missing_required_field",
+        details={"field": field, "violations": violations},
+    )
 
 
 class InvestigateBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    resource_kind: str = Field(min_length=1, max_length=253, description="Kind, plural or short name")
+    resource_kind: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="Kind, plural or short name; `Cluster` (or no resource at all) for the whole cluster",
+    )
     namespace: str | None = Field(
         default=None, max_length=253, description="Namespace (default: the token's, else `default`)"
     )
-    resource_name: str = Field(min_length=1, max_length=253)
+    resource_name: str | None = Field(default=None, min_length=1, max_length=253)
     symptoms: list[Annotated[str, Field(max_length=500)]] = Field(default_factory=list, max_length=20)
     investigation_scope: Literal["quick", "standard", "deep"] = "standard"
     search_window_minutes: int = Field(default=60, ge=1, le=1440, description="Events and logs this far back")
@@ -40,9 +56,15 @@ async def start_investigation(
     context: KubeContext,
     body: InvestigateBody,
 ) -> dict[str, Any]:
+    kind, name = body.resource_kind, body.resource_name
+    if kind is None and name is None:
+        kind = CLUSTER  # no resource: the whole cluster
+    for field, value in (("resource_kind", kind), ("resource_name", name)):
+        if value is None and not (field == "resource_name" and str(kind).lower() == CLUSTER.lower()):
+            raise missing_field(field)
     request = InvestigationRequest(
-        resource_kind=body.resource_kind,
-        resource_name=body.resource_name,
+        resource_kind=str(kind),
+        resource_name=name or "",
         namespace=body.namespace,
         symptoms=tuple(body.symptoms),
         investigation_scope=body.investigation_scope,
