@@ -18,5 +18,17 @@ export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 SAM_CLI_TELEMETRY=0 AWS
 log "building into ${BUILD_DIR}"
 "$BIN/sam" build --template template.yaml --build-dir "${BUILD_DIR}/build" \
   --cache-dir "${BUILD_DIR}/cache" --no-cached --region us-east-1
+# GET /api/v1/version reports the commit and date of the build (read from the shared layer unless the
+# template parameters BuildCommit / BuildDate say otherwise): a built artifact never says "unknown".
+BUILD_COMMIT="${KUBILITICS_BUILD_COMMIT:-$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || true)}"
+if [ -n "$BUILD_COMMIT" ] && [ -z "${KUBILITICS_BUILD_COMMIT:-}" ] && [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ]; then
+  BUILD_COMMIT="${BUILD_COMMIT}-dirty"
+fi
+[ -n "$BUILD_COMMIT" ] || { log "ERROR: no git commit; set KUBILITICS_BUILD_COMMIT"; exit 1; }
+BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+PACKAGE="$(dirname "$(find "${BUILD_DIR}/build/SharedLayer" -path '*/kubilitics/__init__.py' | head -n 1)")"
+[ -f "$PACKAGE/__init__.py" ] || { log "ERROR: kubilitics not found in the built SharedLayer"; exit 1; }
+printf '{"commit": "%s", "date": "%s"}\n' "$BUILD_COMMIT" "$BUILD_DATE" > "$PACKAGE/_build_info.json"
+log "build ${BUILD_COMMIT} ${BUILD_DATE} -> ${PACKAGE}/_build_info.json"
 log "ok: ${BUILD_DIR}/build/template.yaml"
 echo "${BUILD_DIR}"

@@ -82,7 +82,7 @@ def test_create_update_delete_over_http(http, k8s_cluster, k8s_namespace):
     dry = http.post(
         "/ConfigMap", params={"validate_only": "true"}, json=configmap("app-config", k8s_namespace)
     )
-    assert dry.status_code == 200 and dry.json()["metadata"]["name"] == "app-config"
+    assert dry.status_code == 201 and dry.json()["metadata"]["name"] == "app-config"
 
     created = http.post("/ConfigMap", json=configmap("app-config", k8s_namespace, app="web"))
     assert created.status_code == 201, created.text

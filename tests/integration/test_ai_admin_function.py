@@ -216,12 +216,39 @@ def test_put_config_is_a_partial_update_answering_the_changed_fields(aws, handle
     assert body["updated_fields"] == []
 
 
+def test_the_references_example_body_is_accepted_with_a_warning_for_its_unpriced_model(aws, handler, mint):
+    admin = mint(scopes="admin")
+    example = {  # PUT /api/v1/ai/config's request body in the reference, as it is
+        "llm_configuration": {"model": "gpt-4-turbo", "temperature": 0.2, "max_tokens": 3000},
+        "safety_policy": {
+            "autonomy_level": "3_auto_apply_safe_operations",
+            "protected_namespaces": ["kube-system", "kube-node-lease", "prod-pii"],
+            "forbidden_operations": ["delete_pvc", "delete_secret", "delete_statefulset"],
+        },
+        "investigation_settings": {"max_concurrent_investigations": 10, "auto_remediation_enabled": True},
+    }
+    status, _, body = invoke(handler, put_event(admin, example))
+    assert status == 200, body
+    assert body["message"] == "Configuration updated successfully"
+    assert "llm_configuration.model" in body["updated_fields"]
+    assert [(w["field"], w["reason"]) for w in body["warnings"]] == [
+        ("llm_configuration.model", "unpriced_model")
+    ]
+    assert "highest configured price" in body["warnings"][0]["message"]
+    _, _, config = invoke(handler, load_event(GET_CONFIG, token=admin))
+    assert config["llm_configuration"]["model"] == "gpt-4-turbo"
+    # Once priced, no warning.
+    priced = {"budget": {"model_prices": {"gpt-4-turbo": {"input": 10, "output": 30}}}}
+    _, _, body = invoke(handler, put_event(admin, priced))
+    assert "warnings" not in body and body["updated_fields"] == ["budget.model_prices.gpt-4-turbo"]
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
         ({"llm_configuration": {"temperature": 1.2}}, "llm_configuration.temperature"),
         ({"llm_configuration": {"temperature": "hot"}}, "llm_configuration.temperature"),
-        ({"llm_configuration": {"model": "gpt-4-turbo"}}, "llm_configuration.model"),
+        ({"llm_configuration": {"model": 42}}, "llm_configuration.model"),
         ({"llm_configuration": {"api_key": 12345}}, "llm_configuration.api_key"),
         ({"safety_policy": {"autonomy_level": "5_skynet"}}, "safety_policy.autonomy_level"),
         ({"safety_policy": {"max_resource_deletion_count": -3}}, "safety_policy.max_resource_deletion_count"),
@@ -311,7 +338,8 @@ def test_status_without_a_key_reports_rules_only(aws, handler, mint):
     assert RFC3339.fullmatch(provider["last_check"])
     assert body["token_usage"]["total_tokens_used"] == 0
     assert body["token_usage"]["tokens_remaining_budget"] == 20_000_000
-    assert body["token_usage"]["daily_quota"] is None and body["token_usage"]["daily_used"] == 0
+    # Strings, as in the reference; the budget is monthly, so today's quota is what it leaves today.
+    assert body["token_usage"]["daily_quota"] == "20000000" and body["token_usage"]["daily_used"] == "0"
     assert (
         RFC3339.fullmatch(body["token_usage"]["reset_time"])
         and body["token_usage"]["reset_time"][8:] == "01T00:00:00Z"
@@ -343,7 +371,8 @@ def test_status_with_a_reachable_provider(ai_secret, settings_env, fake_messages
     }
     assert body["token_usage"]["total_tokens_used"] == 13_500
     assert body["token_usage"]["tokens_remaining_budget"] == 20_000_000 - 13_500
-    assert body["token_usage"]["daily_used"] == 13_500
+    assert body["token_usage"]["daily_used"] == "13500"
+    assert body["token_usage"]["daily_quota"] == "20000000"  # what the month's budget left at 00:00 UTC
     assert body["request_queue"]["average_latency_ms"] == 1000
     probe = [r for r in fake_messages_api.requests if r.path == "/v1/models"]
     assert probe and probe[-1].headers["x-api-key"] == KEY

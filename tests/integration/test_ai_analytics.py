@@ -118,7 +118,7 @@ def test_summary_totals_match_the_records(services, mint):
         assert handler(with_query(load_event(listing, token=token)), LambdaContext())["statusCode"] == 200
 
     week = services.analytics.summary("7d")
-    assert week["period"]["duration_days"] == 7
+    assert week["period"]["duration_days"] == 7 and type(week["period"]["duration_days"]) is int
     assert week["investigations"] == {
         "total_initiated": 4,
         "total_completed": 2,

@@ -87,7 +87,13 @@ def test_version_reports_components(aws, on_cluster, handler, mint):
         "cluster_name": cluster_name(on_cluster),
     }
     assert body["deployment"]["stack_name"] == "kubilitics-local"
-    assert body["database"]["type"] == "dynamodb"
+    assert body["database"] == {"type": "dynamodb", "migration_version": 1, "schema_version": 1}
+    # The reference's shape: every block and field it has (Go, React, Helm ones null: none exist here).
+    assert set(body) >= {"backend", "frontend", "ai_service", "kubernetes", "database", "helm_chart"}
+    assert set(body["backend"]) >= {"version", "build_commit", "build_date", "golang_version", "architecture"}
+    assert set(body["frontend"]) >= {"version", "react_version", "build_hash"}
+    assert set(body["ai_service"]) >= {"version", "build_commit", "go_version"}
+    assert set(body["helm_chart"]) >= {"name", "version", "repository"}
     assert headers["x-ratelimit-limit"] == "100" and headers["x-ratelimit-remaining"] == "99"
     assert headers["x-api-version"] == "1.0.0"
 

@@ -254,12 +254,12 @@ def test_status_of_a_bound_token_shows_only_its_clusters_usage_and_queue(api, mi
         "/api/v1/ai/status", headers=bearer(mint(scopes="read", cluster_id="ctx-a"))
     ).json()
     assert bound["token_usage"]["total_tokens_used"] == 1010
-    assert bound["token_usage"]["daily_used"] == 1010
+    assert bound["token_usage"]["daily_used"] == "1010"  # a string, as in the reference
     assert bound["request_queue"]["in_progress"] == 1
 
     unbound = api.get("/api/v1/ai/status", headers=bearer(mint(scopes="read"))).json()
     assert unbound["token_usage"]["total_tokens_used"] == 1010 + 3010
-    assert unbound["token_usage"]["daily_used"] == 1010 + 3010
+    assert unbound["token_usage"]["daily_used"] == str(1010 + 3010)
     assert unbound["request_queue"]["in_progress"] == 3
     # What remains of the shared budget decides whether this caller's next call is refused: shown alike.
     assert (

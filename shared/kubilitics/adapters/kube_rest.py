@@ -154,8 +154,20 @@ def api_error(status: int, data: bytes, context: str) -> KubiliticsError:
     if status == 404:
         return KubiliticsError(message, code="not_found", details=details)
     if status == 409:
+        if "object is being deleted" in message:  # the name is held by an object still terminating
+            return KubiliticsError(message, code="resource_terminating", details=details)
         code = "already_exists" if reason == "AlreadyExists" else "resource_conflict"
         return KubiliticsError(message, code=code, details=details)
+    if status == 403:
+        causes = k8s_details.get("causes") or []
+        if any(isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes):
+            # NamespaceLifecycle: no new content in a namespace being deleted
+            return KubiliticsError(
+                message, code="resource_terminating", details={**details, "reason": "NamespaceTerminating"}
+            )
+        if "exceeded quota" in message:  # ResourceQuota admission: the namespace's quota is used up
+            quota = {**details, "reason": "ExceededQuota"}
+            return KubiliticsError(message, code="quota_exceeded", details=quota)
     if status == 422 or (status == 400 and k8s_details.get("causes")):
         violations = [
             {

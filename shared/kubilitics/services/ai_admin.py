@@ -101,7 +101,7 @@ class AiConfigService:
         now = self._clock.now()
         # Validate everything before anything is written, so a refused update changes nothing.
         overrides, _ = self._store.load()
-        self._check_priced(validate(deep_merge(self._defaults(), deep_merge(overrides, patch))))
+        warnings = self._price_warnings(validate(deep_merge(self._defaults(), deep_merge(overrides, patch))))
         key_changed = key_given and (new_key or None) != current_key()
         if key_changed:
             assert self._key_store is not None  # _checked_key refused the key otherwise
@@ -111,7 +111,7 @@ class AiConfigService:
             before = validate(deep_merge(self._defaults(), overrides)).model_dump(mode="json")
             merged_overrides = deep_merge(overrides, patch)
             after_config = validate(deep_merge(self._defaults(), merged_overrides))
-            self._check_priced(after_config)
+            warnings = self._price_warnings(after_config)
             fields = changed_fields(before, after_config.model_dump(mode="json"))
             if not fields or self._store.save(merged_overrides, version, updated_by, now):
                 break
@@ -124,12 +124,15 @@ class AiConfigService:
             fields.append("llm_configuration.api_key")
         if fields:
             log.info("AI configuration updated by %s: %s", updated_by, ", ".join(fields))
-        return {
+        answer: dict[str, Any] = {
             "message": "Configuration updated successfully" if fields else "Configuration unchanged",
             "updated_fields": fields,
             "effective_timestamp": rfc3339(now),
             "restart_required": False,
         }
+        if warnings:
+            answer["warnings"] = warnings
+        return answer
 
     def _checked_key(self, value: Any) -> str | None:
         field = "llm_configuration.api_key"
@@ -155,15 +158,21 @@ class AiConfigService:
         return key or None
 
     @staticmethod
-    def _check_priced(config: AiConfig) -> None:
+    def _price_warnings(config: AiConfig) -> list[dict[str, str]]:
+        """A model without a price is accepted (the reference's own example names one): the budget
+        ledger then reserves and charges its calls at the highest configured price."""
         model = config.llm_configuration.model
-        if price_for(model, config.budget_policy().prices) is None:
-            raise field_error(
-                "llm_configuration.model",
-                f"Invalid value for llm_configuration.model: no price is configured for {model!r}; "
-                "add it to budget.model_prices",
-                "unpriced_model",
-            )
+        if price_for(model, config.budget_policy().prices) is not None:
+            return []
+        return [
+            {
+                "field": "llm_configuration.model",
+                "reason": "unpriced_model",
+                "message": f"No price is configured for {model!r}: its calls are reserved and charged at "
+                "the highest configured price until budget.model_prices has it (calls go to the "
+                f"{config.llm_configuration.provider} API, which must serve the model)",
+            }
+        ]
 
 
 class AiAdminService:
@@ -221,7 +230,12 @@ class AiAdminService:
                 },
             )
         day_start = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        recent = _of_cluster(self._ledger.records(now - 86400, now), cluster_id)
+        every_recent = self._ledger.records(now - 86400, now)
+        recent = _of_cluster(every_recent, cluster_id)
+        remaining = max(0, policy.monthly_limit_tokens - totals.committed_tokens)
+        # The budget is monthly: today may use what it left at 00:00 UTC (what remains now plus what
+        # every cluster used since), so `daily_quota` is that, a string as in the reference.
+        used_today_all = sum(r.tokens for r in every_recent if r.timestamp >= day_start.timestamp())
         latencies = [r.latency_ms for r in recent if r.success]
         queue = dict(self._queue(cluster_id)) if self._queue else {}
         _, month_end = month_bounds(totals.month)
@@ -238,10 +252,10 @@ class AiAdminService:
             },
             "token_usage": {
                 "total_tokens_used": used_tokens,
-                "tokens_remaining_budget": max(0, policy.monthly_limit_tokens - totals.committed_tokens),
+                "tokens_remaining_budget": remaining,
                 "monthly_limit_tokens": policy.monthly_limit_tokens,
-                "daily_quota": None,  # the budget is monthly (section 15); no daily quota
-                "daily_used": sum(r.tokens for r in recent if r.timestamp >= day_start.timestamp()),
+                "daily_quota": str(min(policy.monthly_limit_tokens, remaining + used_today_all)),
+                "daily_used": str(sum(r.tokens for r in recent if r.timestamp >= day_start.timestamp())),
                 "reset_time": rfc3339(month_end),
             },
             "request_queue": {

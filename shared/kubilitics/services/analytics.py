@@ -55,7 +55,7 @@ class AnalyticsService:
             "period": {
                 "start_time": rfc3339(start),
                 "end_time": rfc3339(end),
-                "duration_days": round(TIME_PERIODS[time_period] / 86400, 2),
+                "duration_days": int(TIME_PERIODS[time_period] // 86400),  # an integer, as in the reference
                 "time_period": time_period,
             },
             "investigations": self._investigation_stats(start, end, cluster_id),

@@ -1,6 +1,8 @@
 """Node and pod metrics (reference section 6): usage from metrics.k8s.io, capacity from the objects.
 
-metrics-server reports CPU and memory only, so the reference's network and disk figures are null.
+metrics-server reports CPU and memory only; a node's network and disk figures come from its kubelet's
+stats summary through the API server's node proxy (as the caller: it needs `get nodes/proxy`). Where
+that is not served, they are objects whose figures are null, with `source` and `reason` saying why.
 """
 
 from __future__ import annotations
@@ -25,6 +27,71 @@ from kubilitics.services.quantities import format_bytes, format_cores, parse_qua
 METRICS_API = "/apis/metrics.k8s.io/v1beta1"
 METRICS_RETRY_AFTER_SECONDS = 30
 NON_TERMINATED = "status.phase!=Succeeded,status.phase!=Failed"
+STATS_TIMEOUT_SECONDS = 3.0  # per node: a kubelet that does not answer must not hold the whole answer
+STATS_WORKERS = 8
+STATS_SOURCE = "kubelet_stats_summary"
+
+
+def node_stats(kube: KubernetesPort, context: ContextConfig, name: str) -> dict[str, Any]:
+    """The kubelet's stats summary of one node (its `node` part), or {"error": why} when not served."""
+    try:
+        summary = kube.get_path(
+            context, f"/api/v1/nodes/{segment(name)}/proxy/stats/summary", timeout=STATS_TIMEOUT_SECONDS
+        )
+    except KubiliticsError as exc:
+        if exc.code == "forbidden":
+            return {"error": "the caller may not get nodes/proxy (RBAC)"}
+        return {
+            "error": f"the node proxy did not serve the kubelet's stats summary ({exc.code}: {exc.message})"
+        }
+    except Exception as exc:  # a kubelet that times out or answers garbage leaves the figures null
+        return {"error": f"the node proxy did not answer ({type(exc).__name__})"}
+    node = summary.get("node") if isinstance(summary, dict) else None
+    return node if isinstance(node, dict) else {"error": "the kubelet's stats summary has no node figures"}
+
+
+def _count(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
+
+
+def network_and_disk(stats: dict[str, Any], node: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The reference's `network` and `disk` objects: figures from the stats summary, else nulls."""
+    if "error" in stats:
+        unavailable = {"source": "unavailable", "reason": stats["error"]}
+        return (
+            {"rx_bytes": None, "tx_bytes": None, "rx_errors": None, "tx_errors": None, **unavailable},
+            {"usage_bytes": None, "allocatable_bytes": None, "percent": None, **unavailable},
+        )
+    net = stats.get("network") or {}
+    interfaces = net.get("interfaces") or ([net] if net.get("name") or "rxBytes" in net else [])
+
+    def total(field: str) -> int | None:
+        values = [_count(i.get(field)) for i in interfaces if isinstance(i, dict)]
+        known = [v for v in values if v is not None]
+        return sum(known) if known else None
+
+    rx, tx = total("rxBytes"), total("txBytes")
+    network = {
+        "rx_bytes": None if rx is None else str(rx),
+        "tx_bytes": None if tx is None else str(tx),
+        "rx_errors": total("rxErrors"),
+        "tx_errors": total("txErrors"),
+        "source": STATS_SOURCE,
+    }
+    fs = stats.get("fs") or {}
+    used = _count(fs.get("usedBytes"))
+    allocatable = parse_quantity(
+        ((node.get("status") or {}).get("allocatable") or {}).get("ephemeral-storage")
+    )
+    if allocatable is None:
+        allocatable = _count(fs.get("capacityBytes"))
+    disk = {
+        "usage_bytes": format_bytes(used),
+        "allocatable_bytes": format_bytes(allocatable),
+        "percent": percent(used, allocatable),
+        "source": STATS_SOURCE,
+    }
+    return network, disk
 
 
 def metrics_unavailable(exc: KubiliticsError) -> KubiliticsError:
@@ -92,9 +159,14 @@ class MetricsService:
         if node_name:
             check_object_name(node_name, "node_name")
         selector = NON_TERMINATED + (f",spec.nodeName={node_name}" if node_name else "")
-        with ThreadPoolExecutor(max_workers=3) as pool:
+        with (
+            ThreadPoolExecutor(max_workers=3) as pool,
+            ThreadPoolExecutor(max_workers=STATS_WORKERS) as stats_pool,
+        ):
+            stats_calls = {}
             if node_name:
                 nodes_call = pool.submit(self._kube.get_path, context, f"/api/v1/nodes/{segment(node_name)}")
+                stats_calls[node_name] = stats_pool.submit(node_stats, self._kube, context, node_name)
             else:
                 nodes_call = pool.submit(self._kube.get_path, context, "/api/v1/nodes")
             metrics_call = pool.submit(read_metrics, self._kube, context, "/nodes")
@@ -106,8 +178,13 @@ class MetricsService:
                     raise NotFound(f"Node {node_name!r} not found", details={"node_name": node_name}) from exc
                 raise
             node_items = [result] if node_name else result.get("items") or []
+            for node in node_items:  # each node's kubelet, through the node proxy, as the caller
+                name = node["metadata"]["name"]
+                if name not in stats_calls:
+                    stats_calls[name] = stats_pool.submit(node_stats, self._kube, context, name)
             usage = {m["metadata"]["name"]: m.get("usage") or {} for m in metrics_call.result()}
             pods = pods_call.result().get("items") or []
+            stats = {name: call.result() for name, call in stats_calls.items()}
 
         requested: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         for pod in pods:
@@ -120,18 +197,28 @@ class MetricsService:
                 for key, value in container_resources(container).items():
                     totals[key] += value or 0.0
 
-        entries = [self._node_entry(node, usage, requested) for node in node_items]
+        entries = [
+            self._node_entry(node, usage, requested, stats.get(node["metadata"]["name"]) or {})
+            for node in node_items
+        ]
         if sort_by == "cpu_usage":
             entries.sort(key=lambda e: (-(parse_quantity(e["cpu"]["usage_cores"]) or -1.0), e["name"]))
         elif sort_by == "memory_usage":
             entries.sort(key=lambda e: (-(parse_quantity(e["memory"]["usage_bytes"]) or -1.0), e["name"]))
-        else:  # name; network sorts by name too, as metrics-server has no network figures
+        elif sort_by == "network":  # most traffic (rx + tx) first, nodes without figures last
+            entries.sort(
+                key=lambda e: (-sum(int(e["network"][k] or 0) for k in ("rx_bytes", "tx_bytes")), e["name"])
+            )
+        else:
             entries.sort(key=lambda e: e["name"])
         return {"timestamp": rfc3339(now), "nodes": entries}
 
     @staticmethod
     def _node_entry(
-        node: dict[str, Any], usage: dict[str, dict[str, str]], requested: dict[str, dict[str, float]]
+        node: dict[str, Any],
+        usage: dict[str, dict[str, str]],
+        requested: dict[str, dict[str, float]],
+        stats: dict[str, Any],
     ) -> dict[str, Any]:
         name = node["metadata"]["name"]
         allocatable = (node.get("status") or {}).get("allocatable") or {}
@@ -142,6 +229,7 @@ class MetricsService:
         cpu_used = parse_quantity((usage.get(name) or {}).get("cpu"))
         mem_used = parse_quantity((usage.get(name) or {}).get("memory"))
         totals = requested.get(name) or {}
+        network, disk = network_and_disk(stats, node)
         return {
             "name": name,
             "cpu": {
@@ -163,8 +251,8 @@ class MetricsService:
                 "requests_percent": percent(totals.get("memory_request", 0.0), mem_alloc),
                 "limits_percent": percent(totals.get("memory_limit", 0.0), mem_alloc),
             },
-            "network": None,
-            "disk": None,
+            "network": network,
+            "disk": disk,
             "status": node_status(node),
             "pod_count": int(totals.get("pods", 0)),
         }

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from typing import Any
 
 from kubilitics import __version__
@@ -16,12 +18,36 @@ from kubilitics.errors import KubiliticsError
 from kubilitics.ports import ClusterInfoSource
 
 RETRY_AFTER_SECONDS = 30
+SCHEMA_VERSION = 1  # of the DynamoDB items; there are no migrations
 # The dependencies whose failure makes the service degraded; the AI layer falls back to rules.
 CRITICAL = ("database", "kubernetes_api")
 
 
 def build_name() -> str:
     return f"{platform.system().lower()}-{platform.machine().lower()}"
+
+
+# scripts/sam/build.sh writes the commit and date into the built shared layer; read on first
+# /version (not at import: cold starts do not pay for it).
+BUILD_INFO_FILE = Path(__file__).resolve().parents[1] / "_build_info.json"
+
+
+def build_info(configured: Mapping[str, str], path: Path = BUILD_INFO_FILE) -> dict[str, str]:
+    """`commit` and `date`: the configured ones (KUBILITICS_BUILD_COMMIT / _DATE, template parameters
+    BuildCommit / BuildDate) unless unset or "unknown", else the built artifact's file."""
+    try:
+        written = json.loads(path.read_text())
+    except (OSError, ValueError):
+        written = {}
+    if not isinstance(written, dict):
+        written = {}
+    info: dict[str, str] = {}
+    for key in ("commit", "date"):
+        value = configured.get(key) or "unknown"
+        if value == "unknown" and isinstance(written.get(key), str) and written[key]:
+            value = written[key]
+        info[key] = value
+    return info
 
 
 class SystemService:
@@ -129,19 +155,42 @@ class SystemService:
                 code="version_query_failed",
                 details={"component": "kubernetes", "reason": exc.details.get("reason", exc.code)},
             ) from exc
+        build = build_info(self._build)
+        python = ".".join(map(str, sys.version_info[:3]))
+        # The reference's shape. Its Go, React and Helm fields have no counterpart in a Python API
+        # deployed with SAM: they are null (objects kept, so a client reading them does not fail),
+        # with `python_version` and `deployment` beside them (README, API notes).
         return {
             "backend": {
                 "version": __version__,
-                "build_commit": self._build.get("commit", "unknown"),
-                "build_date": self._build.get("date", "unknown"),
-                "python_version": ".".join(map(str, sys.version_info[:3])),
+                "build_commit": build["commit"],
+                "build_date": build["date"],
+                "golang_version": None,
+                "python_version": python,
                 "architecture": platform.machine().lower().replace("x86_64", "amd64"),
             },
-            "ai_service": {"version": __version__, "status": self._ai_status()},
+            "frontend": {
+                "version": None,
+                "react_version": None,
+                "build_hash": None,
+                "status": "not_deployed",
+            },
+            "ai_service": {  # the AI routes are functions of this same build
+                "version": __version__,
+                "build_commit": build["commit"],
+                "go_version": None,
+                "python_version": python,
+                "status": self._ai_status(),
+            },
             "kubernetes": {
                 "api_version": str(kube.get("gitVersion", "")).lstrip("v"),
                 "cluster_name": self._cluster.cluster_name(context),
             },
-            "database": {"type": "dynamodb", "schema_version": 1},
+            "database": {
+                "type": "dynamodb",
+                "migration_version": SCHEMA_VERSION,
+                "schema_version": SCHEMA_VERSION,
+            },
+            "helm_chart": {"name": None, "version": None, "repository": None, "status": "not_applicable"},
             "deployment": self._deployment,
         }
