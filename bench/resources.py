@@ -408,6 +408,13 @@ def memory_child(offset: int) -> None:
     )
 
 
+def deepest_offset(pods: int) -> int:
+    """The last page of a sorted list of every pod, or the deepest offset the API accepts."""
+    from kubilitics.services.resources import MAX_OFFSET
+
+    return min(MAX_OFFSET, max(0, pods - 50))
+
+
 def memory(env: dict[str, str], offset: int) -> dict[str, Any]:
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBILITICS_", "AWS_"))}
     child_env.update(env, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "shared")]))
@@ -469,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
                 function = Function()
                 rows = latency(cluster, function, args.runs, in_namespace)
                 extra = extra_latency(function, args.runs)
-            memories = [memory(env, 0), memory(env, max(0, everywhere - 50))]
+            memories = [memory(env, 0), memory(env, deepest_offset(everywhere))]
     finally:
         if not args.keep:
             unload(cluster)
@@ -503,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, ours in extra:
         print(f"  {name:40s} {ours:8.1f}ms")
     print(f"\nsorting all {everywhere} pods of the cluster (sort_by=created, limit=50), fresh interpreter:")
-    for label, figures in zip(("offset=0", f"offset={max(0, everywhere - 50)}"), memories, strict=True):
+    for label, figures in zip(("offset=0", f"offset={deepest_offset(everywhere)}"), memories, strict=True):
         fits = "fits" if figures["rss_peak_mb"] < MEMORY_LIMIT_MB else "DOES NOT FIT"
         print(
             f"  {label:14s} peak RSS {figures['rss_peak_mb']:6.1f} MB, {fits} in {MEMORY_LIMIT_MB} MB"

@@ -128,6 +128,11 @@ class Settings(BaseModel):
     watch_relay_function: str | None = None  # started at once when a new watch set appears
     shell_idle_seconds: float = Field(default=300.0, gt=0)
     ws_ping_interval_seconds: float = Field(default=30.0, gt=0)
+    # Watch subscriptions one connection, and one user across their connections, may hold (each new
+    # watch set is a relay thread and an API-server watch); the user cap is x5 / x10 for service /
+    # admin tokens, as the rate limits.
+    ws_max_subscriptions_per_connection: int = Field(default=50, ge=1)
+    ws_max_subscriptions_per_user: int = Field(default=200, ge=1)
     # A relay run stops this long before its Lambda timeout; a run started within the takeover
     # window before the holder's end waits for it and resumes from its checkpoints.
     relay_handover_seconds: float = Field(default=60.0, ge=0)

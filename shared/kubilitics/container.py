@@ -502,14 +502,17 @@ class Container:
         on_subscriptions_changed: Callable[[bool], None] | None = None,
     ) -> RealtimeService:
         from kubilitics.services.realtime import RealtimeService
-        from kubilitics.services.watch import Subscriptions
+        from kubilitics.services.watch import SubscriptionCaps, Subscriptions
 
+        caps = SubscriptionCaps(
+            self.settings.ws_max_subscriptions_per_connection, self.settings.ws_max_subscriptions_per_user
+        )
         return RealtimeService(
             auth=self,
             store=self.realtime_store,
             notifier=notifier,
             subscriptions=Subscriptions(
-                self.realtime_store, self.kube, self.caller_context, self.access_reviews
+                self.realtime_store, self.kube, self.caller_context, self.access_reviews, caps
             ),
             sessions=sessions,
             pods=self.pods,

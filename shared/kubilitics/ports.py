@@ -168,8 +168,17 @@ class KubernetesPort(Protocol):
     ) -> LogStream: ...
 
     def exec(
-        self, context: Any, namespace: str, pod: str, container: str, command: list[str], timeout: float
-    ) -> Any: ...
+        self,
+        context: Any,
+        namespace: str,
+        pod: str,
+        container: str,
+        command: list[str],
+        timeout: float,
+        max_output_chars: int | None = None,
+    ) -> Any:
+        """Run a command; each stream keeps its first `max_output_chars` characters (`*_truncated`)."""
+        ...
 
     def open_exec(
         self,
@@ -362,8 +371,16 @@ class RealtimeStore(Protocol):
         watch_set: Any,
         initial_rv: Callable[[], str],
         expires_at: int,
+        *,
+        owner: str = "",
+        max_per_connection: int | None = None,
+        max_per_user: int | None = None,
     ) -> str:
-        """Store a subscription; returns the resourceVersion after which its events are delivered."""
+        """Store a subscription; returns the resourceVersion after which its events are delivered.
+
+        429 rate_limit_exceeded when the connection already holds `max_per_connection` watch
+        subscriptions, or `owner` holds `max_per_user` across their connections.
+        """
         ...
 
     def put_pointer(self, connection_id: str, pointer: Any, expires_at: int) -> None: ...

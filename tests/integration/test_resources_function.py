@@ -254,6 +254,7 @@ def test_unknown_kind_lists_the_valid_kinds(api):
     assert {"Pod", "ConfigMap", "Deployment", "Node", "CustomResourceDefinition"} <= set(
         body["details"]["valid_kinds"]
     )
+    assert body["valid_kinds"] == body["details"]["valid_kinds"]  # top level, as the reference's example
 
 
 def test_cluster_scoped_kind_is_listed_and_namespace_is_ignored(api, on_cluster):
@@ -467,21 +468,57 @@ def test_create_returns_201_with_the_stored_object(api, on_cluster, k8s_namespac
     assert "already exists" in again["message"]
 
 
-def test_validate_only_is_a_dry_run_answered_200(api, on_cluster, k8s_namespace):
+def test_validate_only_is_a_dry_run_answered_as_a_create(api, on_cluster, k8s_namespace):
     status, _, body = api(
         "POST", "/api/v1/resources/ConfigMap", {"validate_only": "true"}, configmap("dry", k8s_namespace)
     )
-    assert status == 200, body
+    assert status == 201, body  # the reference's POST answer, validate_only or not
     assert body["metadata"]["name"] == "dry" and body["data"] == {"key": "dry"}
     missing = on_cluster.kubectl("get", "configmap", "dry", "-n", k8s_namespace, check=False)
     assert missing.returncode != 0 and "NotFound" in missing.stderr
+
+
+def test_a_used_up_quota_is_quota_exceeded(api, on_cluster, k8s_namespace):
+    # kube-root-ca.crt already uses the one ConfigMap the quota allows.
+    on_cluster.kubectl("create", "quota", "cms", "--hard=configmaps=1", "-n", k8s_namespace)
+    deadline = time.monotonic() + 30
+    while (
+        not kubectl_json(on_cluster, "get", "quota", "cms", "-n", k8s_namespace).get("status", {}).get("used")
+    ):
+        assert time.monotonic() < deadline, "the quota controller did not count the namespace"
+        time.sleep(0.5)
+    body = expect_error(
+        api("POST", "/api/v1/resources/ConfigMap", body=configmap("over", k8s_namespace)),
+        429,
+        "quota_exceeded",
+    )
+    assert "exceeded quota: cms" in body["message"] and body["details"]["reason"] == "ExceededQuota"
+
+
+def test_creating_in_a_terminating_namespace_is_resource_terminating(api, on_cluster, k8s_namespace):
+    held = {**configmap("held", k8s_namespace)}
+    held["metadata"]["finalizers"] = ["example.com/hold"]  # keeps the namespace terminating
+    on_cluster.kubectl("apply", "-f", "-", input=json.dumps(held))
+    on_cluster.kubectl("delete", "namespace", k8s_namespace, "--wait=false")
+    try:
+        body = expect_error(
+            api("POST", "/api/v1/resources/ConfigMap", body=configmap("late", k8s_namespace)),
+            409,
+            "resource_terminating",
+        )
+        assert body["details"]["reason"] == "NamespaceTerminating" and "being terminated" in body["message"]
+    finally:
+        on_cluster.kubectl(
+            "patch", "configmap", "held", "-n", k8s_namespace, "--type=merge",
+            "-p", '{"metadata": {"finalizers": null}}', check=False,
+        )  # fmt: skip
 
 
 def test_namespace_defaults_to_the_tokens_then_to_default(api, mint, k8s_namespace):
     status, _, body = api(
         "POST", "/api/v1/resources/ConfigMap", {"validate_only": "true"}, configmap("no-namespace")
     )
-    assert (status, body["metadata"]["namespace"]) == (200, "default")
+    assert (status, body["metadata"]["namespace"]) == (201, "default")
     scoped = mint(scopes="write", namespace=k8s_namespace)
     status, _, body = api("POST", "/api/v1/resources/ConfigMap", body=configmap("from-token"), token=scoped)
     assert (status, body["metadata"]["namespace"]) == (201, k8s_namespace)
@@ -820,4 +857,4 @@ def test_writes_are_limited_to_50_a_minute_plus_the_burst(api, mint, k8s_namespa
         )[0]
         for _ in range(71)
     ]
-    assert statuses[:70] == [200] * 70 and statuses[70] == 429
+    assert statuses[:70] == [201] * 70 and statuses[70] == 429

@@ -51,7 +51,7 @@ class FakeKube:
         self.log_params.append(params)
         return self.log
 
-    def exec(self, context, namespace, pod, container, command, timeout):
+    def exec(self, context, namespace, pod, container, command, timeout, max_output_chars=None):
         self.commands.append(command)
         return FakeExecResult(0, "ok\n", "")
 

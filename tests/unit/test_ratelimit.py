@@ -175,3 +175,87 @@ def test_a_shared_cap_counts_every_user_and_comes_back_on_release(store):
     limiter.acquire_shared_slot("investigations", 2)  # a raised cap would admit more at once, too
     limiter.acquire_shared_slot("investigations", 3)
     assert store.slot_count(RateLimiter.shared_slot_key("investigations")) == 3
+
+
+class CountingStore:
+    """The real store, with the counter updates that reached it counted."""
+
+    def __init__(self, store: DynamoRateLimitStore):
+        self._store = store
+        self.increments = 0
+
+    def increment_window(self, key: str, expires_at: int, usage: object = None) -> int:
+        self.increments += 1
+        return self._store.increment_window(key, expires_at, usage)
+
+
+def test_a_refused_window_is_answered_from_memory_until_it_ends(store):
+    """Review M3: after the first refusal, the rest of the window costs no counter update."""
+    clock = FakeClock(1_800_000_015.0)
+    counting = CountingStore(store)
+    limiter = RateLimiter(counting, clock)  # type: ignore[arg-type]
+    decisions = [limiter.hit(principal(), "write") for _ in range(75)]
+    assert [d.allowed for d in decisions] == [True] * 70 + [False] * 5
+    assert counting.increments == 71
+    assert decisions[74].headers() == decisions[70].headers()  # the same 429 headers
+    assert limiter.denied(principal(), "write") == decisions[70]
+    clock.t += 10
+    assert limiter.denied(principal(), "write").reset_after == 35  # Retry-After counts down
+    # Other users, categories and token types (other limits) are not refused with it.
+    assert limiter.denied(principal("bob"), "write") is None
+    assert limiter.denied(principal(), "read") is None
+    assert limiter.denied(principal(token_type="service"), "write") is None
+    assert limiter.hit(principal(token_type="service"), "write").allowed
+    clock.t += 35  # the next window
+    assert limiter.denied(principal(), "write") is None
+    assert limiter.hit(principal(), "write").remaining == 49
+
+
+def test_remembered_refusals_are_bounded(store, monkeypatch):
+    from kubilitics.services import ratelimit
+
+    monkeypatch.setattr(ratelimit, "MAX_REMEMBERED_DENIALS", 3)
+    monkeypatch.setattr(ratelimit, "POLICIES", {**ratelimit.POLICIES, "write": ratelimit.Policy(0)})
+    monkeypatch.setattr(ratelimit, "BURST", 0)
+    clock = FakeClock(1_800_000_000.0)
+    limiter = RateLimiter(store, clock)
+    for user in ("a", "b", "c", "d"):
+        assert not limiter.hit(principal(user), "write").allowed
+    assert len(limiter._denials) == 3
+    assert limiter.denied(principal("a"), "write") is None  # the oldest went first
+    clock.t += 60
+    assert not limiter.hit(principal("e"), "write").allowed
+    assert list(limiter._denials) == [("e", "write", 1)]  # expired windows are dropped first
+
+
+def test_only_reads_with_one_or_two_backend_calls_overlap_their_count():
+    """Review M3: a read that fans out (topology, a pod count per namespace, every page of events,
+    metrics, a probe per context, AI usage) waits for the limiter's verdict before it starts. A new
+    read route overlaps only if added here on purpose."""
+    from kubilitics.api.main import ai_routers, cluster_routers
+
+    overlapping, waiting = set(), set()
+    for router in cluster_routers() + ai_routers():
+        for route in router.routes:
+            dependant = getattr(route, "dependant", None)
+            stack = list(dependant.dependencies) if dependant else []
+            while stack:
+                dependency = stack.pop()
+                category, overlaps = getattr(dependency.call, "rate_limit", (None, False))
+                if category is not None:
+                    (overlapping if overlaps else waiting).add(f"{sorted(route.methods)[0]} {route.path}")
+                stack.extend(dependency.dependencies)
+    assert overlapping == {
+        "GET /api/v1/resources/{kind}",
+        "GET /api/v1/version",
+        "GET /api/v1/ai/config",
+        "GET /api/v1/ai/insights",
+        "GET /api/v1/ai/investigations",
+        "GET /api/v1/ai/actions/pending",
+    }
+    assert {
+        "GET /api/v1/topology",
+        "GET /api/v1/namespaces",
+        "GET /api/v1/events",
+        "GET /api/v1/contexts",
+    } <= waiting

@@ -8,15 +8,18 @@ integration tests check the same against the real API server.
 
 from __future__ import annotations
 
+import tracemalloc
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kubilitics.api.responses import dumps
+from kubilitics.errors import KubiliticsError
 from kubilitics.rawjson import split_list
-from kubilitics.services.resources import ListQuery, ResourcesService
+from kubilitics.services.resources import MAX_LIMIT, MAX_OFFSET, SORT_PAGE, ListQuery, ResourcesService
 
 
 @dataclass(frozen=True)
@@ -193,3 +196,50 @@ def test_sorting_reads_every_page_but_returns_one():
     assert names(body) == ["cm-1199", "cm-1198", "cm-1197"]
     assert body["total_count"] == 1200
     assert [c["limit"] for c in kube.calls] == [500, 500, 500]
+
+
+def padded(count: int) -> list[dict[str, Any]]:
+    """Objects of about 1 KB each (as JSON), like small real ones."""
+    return [{**o, "data": {"payload": "x" * 1000}} for o in objects(count)]
+
+
+@pytest.mark.parametrize("offset", [MAX_OFFSET, 3 * MAX_OFFSET])
+def test_a_sorted_list_holds_at_most_max_offset_plus_limit_objects(offset):
+    """Review L9: a sorted list keeps the best offset + limit objects; offset is capped, so memory is
+    bounded whatever the client asks (deeper offsets are a 400, before anything is read)."""
+    kube = FakeKube(padded(3 * MAX_OFFSET + MAX_LIMIT))
+    query = ListQuery(namespace="ns", limit=MAX_LIMIT, offset=offset, sort_by="name", sort_order="desc")
+    tracemalloc.start()
+    try:
+        body = list_page(kube, query)
+        peak = tracemalloc.get_traced_memory()[1]
+    except KubiliticsError as exc:
+        peak = tracemalloc.get_traced_memory()[1]
+        assert offset > MAX_OFFSET and exc.code == "invalid_parameter" and exc.status == 400
+        assert exc.details == {"parameter": "offset", "value": offset, "max_offset": MAX_OFFSET}
+        assert kube.calls == []
+    else:
+        assert offset <= MAX_OFFSET and body["page"]["returned"] == MAX_LIMIT
+    finally:
+        tracemalloc.stop()
+    # ~1.2 KB of JSON text (and its bookkeeping) per object kept, plus a page being read
+    assert peak < (MAX_OFFSET + MAX_LIMIT + SORT_PAGE) * 2_000
+
+
+def test_offset_beyond_the_maximum_is_a_400_on_the_route(aws, mint):
+    from fastapi.testclient import TestClient
+    from kubilitics.api.app import create_app
+    from kubilitics.api.deps import kube_context
+    from kubilitics.api.routers import resources
+    from kubilitics.container import get_container
+
+    get_container().__dict__["resources"] = ResourcesService(FakeKube(objects(3)))
+    app = create_app(resources.router)
+    app.dependency_overrides[kube_context] = lambda: None
+    client = TestClient(app, raise_server_exceptions=False)
+    client.headers["Authorization"] = f"Bearer {mint(scopes='read')}"
+    assert client.get("/api/v1/resources/ConfigMap", params={"offset": MAX_OFFSET}).status_code == 200
+    refused = client.get("/api/v1/resources/ConfigMap", params={"offset": MAX_OFFSET + 1})
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_parameter"
+    assert refused.json()["details"]["parameter"] == "offset"

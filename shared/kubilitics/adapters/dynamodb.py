@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from kubilitics.adapters.aws import client
-from kubilitics.errors import DatabaseError
+from kubilitics.errors import DatabaseError, RateLimitExceeded
 
 _T = TypeVar("_T")
 log = logging.getLogger(__name__)
@@ -22,6 +23,72 @@ def _is_conditional_failure(exc: Exception) -> bool:
 def _database_error(what: str, exc: Exception) -> DatabaseError:
     """`<what> failed`; the details name only the type of the error from DynamoDB."""
     return DatabaseError(f"{what} failed", details={"reason": type(exc).__name__})
+
+
+# Batch calls: what DynamoDB leaves unprocessed (UnprocessedKeys / UnprocessedItems: throttled, or over
+# the response size) is sent again after a pause that doubles (0.05 s up to 1 s, jittered so that
+# instances throttled together do not retry together); what is still left then is a 503, never a
+# silently partial answer. At most ~3.5 s of pauses in all.
+BATCH_ATTEMPTS = 8
+BATCH_FIRST_PAUSE_SECONDS = 0.05
+BATCH_MAX_PAUSE_SECONDS = 1.0
+_sleep = time.sleep  # tests replace it
+
+
+def _batch_pause(retry: int) -> None:
+    ceiling = min(BATCH_MAX_PAUSE_SECONDS, BATCH_FIRST_PAUSE_SECONDS * 2**retry)
+    _sleep(ceiling / 2 + random.uniform(0, ceiling / 2))  # jitter only: not a secret
+
+
+def _unprocessed_error(what: str, left: int) -> DatabaseError:
+    return DatabaseError(
+        f"{what} failed: DynamoDB left {left} item(s) of a batch unprocessed after {BATCH_ATTEMPTS} attempts",
+        code="service_unavailable",
+        details={"reason": "unprocessed_items", "unprocessed": left},
+        headers={"Retry-After": "1"},
+    )
+
+
+def _subscription_cap(scope: str, limit: int) -> RateLimitExceeded:
+    """429 in the shape of the other concurrency caps (`details.concurrent_limit`)."""
+    return RateLimitExceeded(
+        f"At most {limit} watch subscriptions per {scope}; unsubscribe from one first",
+        details={"category": "watch_subscriptions", "concurrent_limit": limit, "scope": scope},
+    )
+
+
+def _batch_get(table: str, request: dict[str, Any], what: str) -> list[dict[str, Any]]:
+    """Every item of one batch_get_item request on `table` (at most 100 keys), leftovers retried."""
+    found: list[dict[str, Any]] = []
+    pending = {table: request}
+    for attempt in range(BATCH_ATTEMPTS):
+        if attempt:
+            _batch_pause(attempt - 1)
+        try:
+            page = client("dynamodb").batch_get_item(RequestItems=pending)
+        except Exception as exc:
+            raise _database_error(what, exc) from exc
+        found += page.get("Responses", {}).get(table, [])
+        pending = page.get("UnprocessedKeys") or {}
+        if not pending:
+            return found
+    raise _unprocessed_error(what, len(pending.get(table, {}).get("Keys", [])))
+
+
+def _batch_write(table: str, requests: list[dict[str, Any]], what: str) -> None:
+    """One batch_write_item of `requests` on `table` (at most 25), leftovers retried."""
+    pending: dict[str, Any] = {table: requests}
+    for attempt in range(BATCH_ATTEMPTS):
+        if attempt:
+            _batch_pause(attempt - 1)
+        try:
+            result = client("dynamodb").batch_write_item(RequestItems=pending)
+        except Exception as exc:
+            raise _database_error(what, exc) from exc
+        pending = result.get("UnprocessedItems") or {}
+        if not pending:
+            return
+    raise _unprocessed_error(what, len(pending.get(table, [])))
 
 
 def _conditional(what: str, call: Callable[[], _T]) -> _T | None:
@@ -503,7 +570,12 @@ class DynamoAiConfigStore:
 # ---- real time: the connections table -------------------------------------------------------
 #   pk conn#<connection id>  sk meta               the connection: who, scopes, context, expires_at
 #   pk conn#<connection id>  sk sub#<id> | shell    pointers: a watch subscription (-> its set), a
-#                                                  live-log or shell session (-> its session id)
+#                                                  live-log or shell session (-> its session id); a
+#                                                  watch pointer has gsi1 subs#<user> / <conn>#<id>
+#   pk user#<sub>            sk watch              n: the user's watch subscriptions (the per-user
+#                                                  cap); the connection's own count is watch_count
+#                                                  on its meta item. Both change in the subscription's
+#                                                  transaction, so a cap holds however many arrive.
 #   pk set#<watch set key>   sk meta               one watch set: kind, namespace, selector,
 #                                                  checkpoint_rv, generation; gsi1 "sets" lists them
 #   pk set#<watch set key>   sk sub#<conn>#<id>    a member: from_rv, expires_at (read consistently)
@@ -573,21 +645,11 @@ class DynamoRealtimeStore:
 
     def get_connections(self, connection_ids: list[str]) -> list[Any]:
         found: list[Any] = []
-        try:
-            for start in range(0, len(connection_ids), 100):
-                batch = connection_ids[start : start + 100]
-                keys = [{"pk": _rt_s(f"conn#{c}"), "sk": _rt_s("meta")} for c in batch]
-                request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-                for _ in range(5):
-                    page = client("dynamodb").batch_get_item(RequestItems=request)
-                    found += [
-                        self._connection(item) for item in page.get("Responses", {}).get(self._table, [])
-                    ]
-                    request = page.get("UnprocessedKeys") or {}
-                    if not request:
-                        break
-        except Exception as exc:
-            raise _database_error("Connections read", exc) from exc
+        for start in range(0, len(connection_ids), 100):
+            batch = connection_ids[start : start + 100]
+            keys = [{"pk": _rt_s(f"conn#{c}"), "sk": _rt_s("meta")} for c in batch]
+            items = _batch_get(self._table, {"Keys": keys, "ConsistentRead": True}, "Connections read")
+            found += [self._connection(item) for item in items]
         return found
 
     @staticmethod
@@ -613,11 +675,16 @@ class DynamoRealtimeStore:
         items = self._query(f"conn#{connection_id}")
         pointers = [self._pointer(item) for item in items if _rt_str(item, "sk") != "meta"]
         keys = [{"pk": item["pk"], "sk": item["sk"]} for item in items]
+        owned: dict[str, int] = {}
         for pointer in pointers:
             if pointer.stream == "watch" and pointer.set_key:
                 subscription_id = pointer.name.removeprefix("sub#")
                 keys.append(self._member_key(pointer.set_key, connection_id, subscription_id))
+                if pointer.sub:
+                    owned[pointer.sub] = owned.get(pointer.sub, 0) + 1
         self._delete_keys(keys)
+        for owner, count in owned.items():  # the connection's own count went with its meta item
+            self._count_down(self._owner_key(owner), "n", count)
         return pointers
 
     # ---- subscriptions and pointers ------------------------------------------------------------
@@ -629,12 +696,49 @@ class DynamoRealtimeStore:
         watch_set: Any,
         initial_rv: Any,
         expires_at: int,
+        *,
+        owner: str = "",
+        max_per_connection: int | None = None,
+        max_per_user: int | None = None,
     ) -> str:
         from kubilitics.errors import KubiliticsError, Unauthorized
 
+        connection_key = {"pk": _rt_s(f"conn#{connection_id}"), "sk": _rt_s("meta")}
+        # The connection's count rides on its meta item (which must exist); the owner's on their own
+        # item. A condition on each refuses the subscription that would go over its cap.
+        connection_condition = "attribute_exists(pk)"
+        if max_per_connection:
+            connection_condition += " AND (attribute_not_exists(watch_count) OR watch_count < :max)"
+        count_on_connection: dict[str, Any] = {
+            "Update": {
+                "TableName": self._table,
+                "Key": connection_key,
+                "UpdateExpression": "ADD watch_count :one",
+                "ConditionExpression": connection_condition,
+                "ExpressionAttributeValues": {
+                    ":one": _rt_n(1),
+                    **({":max": _rt_n(max_per_connection)} if max_per_connection else {}),
+                },
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",  # none: the connection is gone
+            }
+        }
+        count_for_owner: dict[str, Any] = {
+            "Update": {
+                "TableName": self._table,
+                "Key": self._owner_key(owner),
+                "UpdateExpression": "ADD n :one",
+                "ExpressionAttributeValues": {
+                    ":one": _rt_n(1),
+                    **({":max": _rt_n(max_per_user)} if max_per_user else {}),
+                },
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+        }
+        if max_per_user:
+            count_for_owner["Update"]["ConditionExpression"] = "attribute_not_exists(n) OR n < :max"
         key = watch_set.key
         set_item_key = {"pk": _rt_s(f"set#{key}"), "sk": _rt_s("meta")}
-        for _ in range(10):
+        for attempt in range(10):
             current = self._get(set_item_key)
             if current and _rt_str(current, "checkpoint_rv"):
                 from_rv = _rt_str(current, "checkpoint_rv") or ""
@@ -651,6 +755,8 @@ class DynamoRealtimeStore:
                     }
                 }
             else:
+                # A new set costs a Kubernetes list first: a subscription over a cap is refused before.
+                self._refuse_over_cap(connection_id, owner, max_per_connection, max_per_user)
                 from_rv = initial_rv()
                 set_op = {
                     "Put": {
@@ -673,44 +779,125 @@ class DynamoRealtimeStore:
                 "set_key": _rt_s(key),
                 "expires_at": _rt_n(expires_at),
             }
-            try:
-                client("dynamodb").transact_write_items(
-                    TransactItems=[
-                        {
-                            "ConditionCheck": {
-                                "TableName": self._table,
-                                "Key": {"pk": _rt_s(f"conn#{connection_id}"), "sk": _rt_s("meta")},
-                                "ConditionExpression": "attribute_exists(pk)",
-                            }
-                        },
-                        set_op,
-                        {"Put": {"TableName": self._table, "Item": member}},
-                        {
-                            "Put": {
-                                "TableName": self._table,
-                                "Item": pointer,
-                                "ConditionExpression": "attribute_not_exists(pk)",
-                            }
-                        },
-                    ]
+            if owner:  # whose count it is in, and how to count the owner's again (see _recount_owner)
+                pointer.update(
+                    sub=_rt_s(owner),
+                    gsi1pk=_rt_s(f"subs#{owner}"),
+                    gsi1sk=_rt_s(f"{connection_id}#{subscription_id}"),
                 )
+            operations = [
+                count_on_connection,
+                set_op,
+                {"Put": {"TableName": self._table, "Item": member}},
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": pointer,
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+            if owner:
+                operations.append(count_for_owner)
+            try:
+                client("dynamodb").transact_write_items(TransactItems=operations)
                 return from_rv
             except Exception as exc:
-                reasons = [
-                    r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", []) or []
-                ]
+                reasons = getattr(exc, "response", {}).get("CancellationReasons", []) or []
+                failed = [r.get("Code") == "ConditionalCheckFailed" for r in reasons]
                 if not reasons:
                     raise _database_error("Subscription write", exc) from exc
-                if reasons[0] == "ConditionalCheckFailed":
-                    raise Unauthorized("This connection is no longer registered; reconnect") from exc
-                if len(reasons) > 3 and reasons[3] == "ConditionalCheckFailed":
+                if failed[0]:
+                    if "Item" not in reasons[0]:
+                        raise Unauthorized("This connection is no longer registered; reconnect") from exc
+                    stored = int(_rt_num(reasons[0]["Item"], "watch_count"))
+                    if self._recount_connection(connection_id, stored):
+                        continue
+                    raise _subscription_cap("connection", max_per_connection or 0) from exc
+                if len(failed) > 3 and failed[3]:
                     raise KubiliticsError(
                         f"Subscription {subscription_id!r} already exists on this connection",
                         code="already_exists",
                         details={"subscription_id": subscription_id},
                     ) from exc
+                if len(failed) > 4 and failed[4]:
+                    if self._recount_owner(owner, int(_rt_num(reasons[4].get("Item") or {}, "n"))):
+                        continue
+                    raise _subscription_cap("user", max_per_user or 0) from exc
+                if any(r.get("Code") == "TransactionConflict" for r in reasons):
+                    _batch_pause(attempt)  # another subscription of the user or connection, just now
                 # The checkpoint moved (or the set appeared) meanwhile: read it again.
         raise DatabaseError("Subscription write kept conflicting with the watch relay")
+
+    def _refuse_over_cap(
+        self, connection_id: str, owner: str, max_per_connection: int | None, max_per_user: int | None
+    ) -> None:
+        """The transaction's own checks, read ahead (the transaction still decides)."""
+        if max_per_connection:
+            meta = self._get({"pk": _rt_s(f"conn#{connection_id}"), "sk": _rt_s("meta")}) or {}
+            stored = int(_rt_num(meta, "watch_count"))
+            if stored >= max_per_connection and not self._recount_connection(connection_id, stored):
+                raise _subscription_cap("connection", max_per_connection)
+        if owner and max_per_user:
+            stored = int(_rt_num(self._get(self._owner_key(owner)) or {}, "n"))
+            if stored >= max_per_user and not self._recount_owner(owner, stored):
+                raise _subscription_cap("user", max_per_user)
+
+    # A count can only be too high when a clean-up was cut short (a crash between deleting a
+    # subscription and counting it down); a refusal first counts the subscriptions themselves.
+
+    def _recount_connection(self, connection_id: str, stored: int) -> bool:
+        """True if the connection's count was above its watch pointers (it is corrected)."""
+        pointers = self._query(f"conn#{connection_id}", sk_prefix="sub#")
+        actual = sum(_rt_str(item, "stream") == "watch" for item in pointers)
+        return self._correct_count(
+            {"pk": _rt_s(f"conn#{connection_id}"), "sk": _rt_s("meta")}, "watch_count", stored, actual
+        )
+
+    def _recount_owner(self, owner: str, stored: int) -> bool:
+        """True if the owner's count was above their live watch pointers (gsi1; it is corrected)."""
+        now = int(time.time())
+        actual = sum(_rt_num(item, "expires_at") > now for item in self._query(f"subs#{owner}", index=True))
+        return self._correct_count(self._owner_key(owner), "n", stored, actual)
+
+    def _correct_count(self, key: dict[str, Any], attribute: str, stored: int, actual: int) -> bool:
+        if actual >= stored:
+            return False
+        log.warning("watch subscription count %s of %s was %d, counted %d", attribute, key, stored, actual)
+        _conditional(  # unless it changed meanwhile: then the caller simply asks again
+            "Subscription count repair",
+            lambda: client("dynamodb").update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="SET #n = :actual",
+                ConditionExpression="#n = :stored",
+                ExpressionAttributeNames={"#n": attribute},
+                ExpressionAttributeValues={":actual": _rt_n(actual), ":stored": _rt_n(stored)},
+            ),
+        )
+        return True
+
+    def _count_down(self, key: dict[str, Any], attribute: str, by: int) -> None:
+        """A subscription ended: its count goes down (never below zero; a failure is only logged, the
+        count is corrected when it next refuses someone)."""
+        try:
+            _conditional(
+                "Subscription count update",
+                lambda: client("dynamodb").update_item(
+                    TableName=self._table,
+                    Key=key,
+                    UpdateExpression="ADD #n :minus",
+                    ConditionExpression="#n >= :by",  # the item (a gone connection's) is not recreated
+                    ExpressionAttributeNames={"#n": attribute},
+                    ExpressionAttributeValues={":minus": _rt_n(-by), ":by": _rt_n(by)},
+                ),
+            )
+        except DatabaseError as exc:
+            log.warning("watch subscription count %s of %s not lowered: %r", attribute, key, exc)
+
+    @staticmethod
+    def _owner_key(owner: str) -> dict[str, Any]:
+        return {"pk": _rt_s(f"user#{owner}"), "sk": _rt_s("watch")}
 
     def put_pointer(self, connection_id: str, pointer: Any, expires_at: int) -> None:
         from kubilitics.errors import KubiliticsError
@@ -760,6 +947,9 @@ class DynamoRealtimeStore:
         pointer = self._pointer(old)
         if pointer.stream == "watch" and pointer.set_key:
             self._delete_keys([self._member_key(pointer.set_key, connection_id, name.removeprefix("sub#"))])
+            self._count_down({"pk": _rt_s(f"conn#{connection_id}"), "sk": _rt_s("meta")}, "watch_count", 1)
+            if pointer.sub:
+                self._count_down(self._owner_key(pointer.sub), "n", 1)
         return pointer
 
     # ---- watch sets (the relay's side) ---------------------------------------------------------
@@ -980,19 +1170,9 @@ class DynamoRealtimeStore:
             raise _database_error("Connections table query", exc) from exc
 
     def _delete_keys(self, keys: list[dict[str, Any]]) -> None:
-        try:
-            for start in range(0, len(keys), 25):
-                pending: dict[str, Any] = {
-                    self._table: [{"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]]
-                }
-                for _ in range(5):
-                    result = client("dynamodb").batch_write_item(RequestItems=pending)
-                    pending = result.get("UnprocessedItems") or {}
-                    if not pending:
-                        break
-                    time.sleep(0.05)
-        except Exception as exc:
-            raise _database_error("Connections table delete", exc) from exc
+        for start in range(0, len(keys), 25):
+            requests = [{"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]]
+            _batch_write(self._table, requests, "Connections table delete")
 
 
 class DynamoSessionQueue:
@@ -1552,24 +1732,13 @@ class DynamoInvestigationStore(_StateRecords):
     def details(self, investigation_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}
         ids = list(dict.fromkeys(investigation_ids))
-        try:
-            for start in range(0, len(ids), 100):
-                pending: dict[str, Any] = {
-                    self._table: {
-                        "Keys": [self._key(i, "detail") for i in ids[start : start + 100]],
-                        "ConsistentRead": True,
-                    }
-                }
-                for _ in range(5):
-                    result = client("dynamodb").batch_get_item(RequestItems=pending)
-                    for item in result.get("Responses", {}).get(self._table, []):
-                        found[item["pk"]["S"].removeprefix("inv#")] = json.loads(item["doc"]["S"])
-                    pending = result.get("UnprocessedKeys") or {}
-                    if not pending:
-                        break
-                    time.sleep(0.05)
-        except Exception as exc:
-            raise self._error("read", exc) from exc
+        for start in range(0, len(ids), 100):
+            request = {
+                "Keys": [self._key(i, "detail") for i in ids[start : start + 100]],
+                "ConsistentRead": True,
+            }
+            for item in _batch_get(self._table, request, f"{self._what} read"):
+                found[item["pk"]["S"].removeprefix("inv#")] = json.loads(item["doc"]["S"])
         return found
 
     def put_document(self, investigation_id: str, name: str, document: Any, expires_at: int) -> int:

@@ -7,6 +7,7 @@ cached per context.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import re
@@ -126,6 +127,45 @@ class ExecResult:
     exit_code: int
     stdout: str
     stderr: str
+    stdout_truncated: bool = False  # more came than `max_output_chars`: the rest was dropped
+    stderr_truncated: bool = False
+
+
+class CappedText:
+    """A byte stream decoded (UTF-8, invalid bytes replaced) as it arrives, keeping its first `limit`
+    characters: what `bytes.decode(errors="replace")[:limit]` gives, without holding the rest."""
+
+    def __init__(self, limit: int | None):
+        self._limit = limit
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._parts: list[str] = []
+        self._size = 0
+        self._final = False
+        self.truncated = False
+
+    def add(self, data: bytes) -> None:
+        if self.truncated or self._final:
+            return  # past the cap: read and dropped
+        if self._limit is not None:
+            # A character takes at most 4 bytes (a replaced invalid sequence fewer; the decoder may
+            # hold back 3 of an unfinished one): this much of a huge frame already fills the cap.
+            data = data[: 4 * (self._limit - self._size) + 4]
+        self._append(self._decoder.decode(data))
+
+    def _append(self, text: str) -> None:
+        if self._limit is not None and self._size + len(text) > self._limit:
+            text = text[: self._limit - self._size]
+            self.truncated = True
+        self._parts.append(text)
+        self._size += len(text)
+
+    def text(self) -> str:
+        if not (self._final or self.truncated):
+            self._final = True
+            self._append(self._decoder.decode(b"", final=True))  # an unfinished sequence at the end
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
 
 
 class KubernetesGateway:
@@ -205,6 +245,7 @@ class KubernetesGateway:
             f"Unknown Kubernetes kind: {kind}",
             code="invalid_resource_kind",
             details={"kind": kind, "valid_kinds": valid},
+            extra={"valid_kinds": valid},  # at the top level too, as the reference's example has it
         )
 
     # ---- objects ---------------------------------------------------------------------------
@@ -477,10 +518,15 @@ class KubernetesGateway:
         container: str,
         command: list[str],
         timeout: float,
+        max_output_chars: int | None = None,
     ) -> ExecResult:
-        """Run a command (no TTY, no stdin) and collect its output and exit code."""
-        stdout: list[bytes] = []
-        stderr: list[bytes] = []
+        """Run a command (no TTY, no stdin) and collect its output and exit code.
+
+        Each stream keeps its first `max_output_chars` characters, cut while it streams: the rest is
+        read and dropped, so memory stays bounded however much the command writes, and the command
+        still runs to its end (its exit code is known).
+        """
+        stdout, stderr = CappedText(max_output_chars), CappedText(max_output_chars)
         status: dict[str, Any] = {}
         with self.open_exec(context, namespace, pod, container, command, stdin=False, tty=False) as socket:
             deadline = time.monotonic() + timeout
@@ -491,9 +537,9 @@ class KubernetesGateway:
                         f"Command did not finish within {timeout:g} s",
                         code="exec_failed",
                         details={"reason": "timeout", "timeout_seconds": timeout},
-                        extra={"exit_code": None, "stdout": b"".join(stdout).decode(errors="replace"),
-                               "stderr": b"".join(stderr).decode(errors="replace"), "pod": pod,
-                               "container": container},
+                        extra={"exit_code": None, "stdout": stdout.text(), "stderr": stderr.text(),
+                               "pod": pod, "container": container,
+                               "truncated": stdout.truncated or stderr.truncated},
                     )  # fmt: skip
                 try:
                     frame = socket.recv(timeout=remaining)
@@ -505,13 +551,13 @@ class KubernetesGateway:
                     continue
                 channel, payload = frame[0], frame[1:]
                 if channel == 1:
-                    stdout.append(payload)
+                    stdout.add(payload)
                 elif channel == 2:
-                    stderr.append(payload)
+                    stderr.add(payload)
                 elif channel == 3 and payload:
                     status = json.loads(payload)
-        return ExecResult(exec_exit_code(status), b"".join(stdout).decode(errors="replace"),
-                          b"".join(stderr).decode(errors="replace"))  # fmt: skip
+        return ExecResult(exec_exit_code(status), stdout.text(), stderr.text(),
+                          stdout.truncated, stderr.truncated)  # fmt: skip
 
     def open_terminal(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
@@ -17,10 +18,15 @@ from kubilitics.api.middleware import rate_limit_error
 from kubilitics.auth.access import decode_bearer, require_scope, resolve_context, revoked_error
 from kubilitics.auth.tokens import Principal
 from kubilitics.container import Container, get_container
+from kubilitics.errors import KubiliticsError
+
+log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False, description="JWT bearer token (`kubilitics token create`)")
 
-# Counter updates for these categories run while the route reads from Kubernetes (see middleware).
+# Reads: their counter update may run while the route reads from Kubernetes (see middleware), and a
+# counter store that fails lets them through. Routes that fan out (`fans_out=True`) wait for the
+# verdict instead: a refused request must not cost the cluster a dozen calls first.
 OVERLAPPING_CATEGORIES = frozenset({"read", "standard", "topology"})
 # Their own threads (made on demand), as many as the local server may have requests in flight.
 _counter_updates = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rate-limit")
@@ -54,25 +60,49 @@ async def authenticate(
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
-def require(scope: str | None, category: str | None = None) -> Callable[..., Awaitable[Principal]]:
-    """Dependency: the caller holds `scope` (None: any valid token); counts one request in `category`."""
+def require(
+    scope: str | None, category: str | None = None, *, fans_out: bool = False
+) -> Callable[..., Awaitable[Principal]]:
+    """Dependency: the caller holds `scope` (None: any valid token); counts one request in `category`.
+
+    `fans_out`: the route makes many backend calls (topology, every namespace's pod count, ...), so
+    even a read waits for the limiter's verdict before it starts.
+    """
+    overlaps = category in OVERLAPPING_CATEGORIES and not fans_out
 
     async def dependency(request: Request, principal: CurrentPrincipal, services: Services) -> Principal:
         if scope is not None:
             require_scope(principal, scope)
-        if category is not None:
-            # Submitted to a thread now, not when the loop next gets control: a route may block it.
-            hit = functools.partial(services.rate_limiter.hit, principal, category, _operation(request))
-            pending = asyncio.get_running_loop().run_in_executor(_counter_updates, hit)
-            if category in OVERLAPPING_CATEGORIES:
-                request.scope["state"]["rate_limit_pending"] = pending
-            else:
-                decision = await pending
-                request.scope["state"]["rate_limit"] = decision
-                if not decision.allowed:
-                    raise rate_limit_error(decision)
+        if category is None:
+            return principal
+        state = request.scope["state"]
+        limiter = services.rate_limiter
+        refused = limiter.denied(principal, category)
+        if refused is not None:  # this window was refused already: no counter, no route
+            state["rate_limit"] = refused
+            raise rate_limit_error(refused)
+        # Submitted to a thread now, not when the loop next gets control: a route may block it.
+        hit = functools.partial(limiter.hit, principal, category, _operation(request))
+        pending = asyncio.get_running_loop().run_in_executor(_counter_updates, hit)
+        if overlaps:
+            state["rate_limit_pending"] = pending
+            return principal
+        try:
+            decision = await pending
+        except KubiliticsError as exc:
+            if category not in OVERLAPPING_CATEGORIES:
+                raise
+            # As the middleware does for overlapped reads: the limiter's store failing must not
+            # take reads down with it.
+            log.warning("rate limiter unavailable, request allowed: %r", exc)
+            return principal
+        state["rate_limit"] = decision
+        if not decision.allowed:
+            raise rate_limit_error(decision)
         return principal
 
+    # What the route waits for, for tests and readers: (category, overlaps the route or not).
+    dependency.rate_limit = (category, overlaps)  # type: ignore[attr-defined]
     return dependency
 
 

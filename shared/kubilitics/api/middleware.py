@@ -5,7 +5,9 @@
 - Body size: bodies over the limit are refused with a 400 before the route runs.
 - Rate limits: the X-RateLimit-* headers go on every rate-limited response. For reads, the counter
   update runs while the route reads from Kubernetes; its verdict is awaited here, before the first
-  byte goes out, and a refused request is answered 429 instead.
+  byte goes out, and a refused request is answered 429 instead. Only the first refused request of a
+  window gets that far: the next ones are refused before the route runs (api/deps.py), as are reads
+  that fan out.
 """
 
 from __future__ import annotations

@@ -270,7 +270,13 @@ class PodService:
         try:
             with _pod_errors(namespace, name):
                 result = self._kube.exec(
-                    context, namespace, name, container, argv, timeout=max(0.1, deadline - started)
+                    context,
+                    namespace,
+                    name,
+                    container,
+                    argv,
+                    timeout=max(0.1, deadline - started),
+                    max_output_chars=MAX_OUTPUT_CHARS,  # cut while it streams: memory stays bounded
                 )
             elapsed_ms = _ms_since(started)
         except KubiliticsError as exc:
@@ -282,8 +288,8 @@ class PodService:
             raise
         finally:
             self._release(lease, owner)
-        stdout, stdout_cut = _capped(result.stdout)
-        stderr, stderr_cut = _capped(result.stderr)
+        stdout, stdout_cut = _capped(result.stdout, getattr(result, "stdout_truncated", False))
+        stderr, stderr_cut = _capped(result.stderr, getattr(result, "stderr_truncated", False))
         body = {
             "exit_code": result.exit_code,
             "stdout": stdout,
@@ -382,8 +388,9 @@ def _newest_within(lines: list[str], budget: int) -> list[str]:
     return lines
 
 
-def _capped(text: str) -> tuple[str, bool]:
-    return (text[:MAX_OUTPUT_CHARS], True) if len(text) > MAX_OUTPUT_CHARS else (text, False)
+def _capped(text: str, cut_already: bool = False) -> tuple[str, bool]:
+    """The first MAX_OUTPUT_CHARS characters, and whether there were more (the gateway may have cut)."""
+    return (text[:MAX_OUTPUT_CHARS], True) if len(text) > MAX_OUTPUT_CHARS else (text, cut_already)
 
 
 def _ms_since(started: float) -> int:

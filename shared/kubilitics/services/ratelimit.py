@@ -2,15 +2,17 @@
 
 Fixed one-minute windows, one atomic counter update per request. A user may go `BURST` requests over
 the category's limit within a window (the burst allowance, refreshed every window). Service tokens get
-5x and admin tokens 10x the limits. Concurrency slots (investigations, chat sessions, shells, log
-follows) are counters taken with a conditional write and given back on completion or failure; a lease
-lets a counter leaked by a crashed instance start afresh.
+5x and admin tokens 10x the limits. An instance remembers a refused window: the user's later requests in
+that category are refused until the window ends without touching the counter (or Kubernetes). Concurrency
+slots (investigations, chat sessions, shells, log follows) are counters taken with a conditional write
+and given back on completion or failure; a lease lets a counter leaked by a crashed instance start afresh.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 
 from kubilitics.auth.tokens import Principal
 from kubilitics.errors import RateLimitExceeded
@@ -23,6 +25,8 @@ BURST = 20
 SLOT_LEASE_SECONDS = 3600
 # Counters are kept this long because they double as the record of user engagement (analytics).
 ENGAGEMENT_RETENTION_SECONDS = 91 * 86400
+# Refused windows an instance remembers at most (a few hundred bytes each): expired ones go first.
+MAX_REMEMBERED_DENIALS = 10_000
 
 
 @dataclass(frozen=True)
@@ -80,12 +84,45 @@ class RateLimiter:
     def __init__(self, store: RateLimitStore, clock: Clock):
         self._store = store
         self._clock = clock
+        # (sub, category, multiplier) -> the refusal of its window. Once refused, a user stays refused
+        # until the window ends, so later requests need neither the counter nor the work they ask for.
+        self._denials: dict[tuple[str, str, int], Decision] = {}
+        self._denials_lock = threading.Lock()
+
+    def denied(self, principal: Principal, category: str) -> Decision | None:
+        """The refusal this instance remembers for the caller's current window, if any (no I/O)."""
+        key = (principal.sub, category, principal.rate_multiplier)
+        now = self._clock.now()
+        with self._denials_lock:
+            decision = self._denials.get(key)
+            if decision is not None and not decision.reset_at - WINDOW_SECONDS <= now < decision.reset_at:
+                del self._denials[key]  # that window is over
+                decision = None
+        if decision is None:
+            return None
+        return replace(decision, reset_after=max(1, decision.reset_at - int(now)))
+
+    def _remember(self, principal: Principal, category: str, decision: Decision) -> None:
+        now = self._clock.now()
+        with self._denials_lock:
+            if len(self._denials) >= MAX_REMEMBERED_DENIALS:
+                for key in [k for k, d in self._denials.items() if d.reset_at <= now]:
+                    del self._denials[key]
+                while len(self._denials) >= MAX_REMEMBERED_DENIALS:  # all current: drop the oldest
+                    del self._denials[next(iter(self._denials))]
+            self._denials[(principal.sub, category, principal.rate_multiplier)] = decision
 
     def hit(self, principal: Principal, category: str, operation: str | None = None) -> Decision:
-        """Count one request; the decision says whether it is allowed (it does not raise)."""
+        """Count one request; the decision says whether it is allowed (it does not raise).
+
+        A window this instance saw refused is answered from memory: the request is not counted.
+        """
         policy = POLICIES[category]
         if policy.per_minute is None:
             raise ValueError(f"category {category!r} has no per-minute limit")
+        remembered = self.denied(principal, category)
+        if remembered is not None:
+            return remembered
         now = self._clock.now()
         window_start = int(now // WINDOW_SECONDS) * WINDOW_SECONDS
         reset_at = window_start + WINDOW_SECONDS
@@ -96,13 +133,16 @@ class RateLimiter:
             expires_at=reset_at + ENGAGEMENT_RETENTION_SECONDS,
             usage=UsageMark(principal.sub, category, window_start, operation),
         )
-        return Decision(
+        decision = Decision(
             limit=limit,
             remaining=max(0, limit - count),
             reset_at=reset_at,
             reset_after=max(1, reset_at - int(now)),
             allowed=count <= limit + BURST,
         )
+        if not decision.allowed:
+            self._remember(principal, category, decision)
+        return decision
 
     def acquire_slot(self, principal: Principal, category: str) -> None:
         """Take a concurrency slot or raise 429; pair every success with `release_slot`."""

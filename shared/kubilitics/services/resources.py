@@ -32,6 +32,9 @@ from kubilitics.services.selectors import (
 _COUNTING = ThreadPoolExecutor(max_workers=8, thread_name_prefix="list-count")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+# A sorted list holds the best offset + limit objects while it reads: this bounds that (and the rows
+# skipped by an unsorted one). Deeper pages: narrow the list with a namespace or selectors.
+MAX_OFFSET = 10_000
 SORT_PAGE = 500  # objects per API server page while reading everything to sort it
 ROWS_PAGE = 5000  # table rows per page when only skipping or counting (~100 bytes a row)
 CLUSTER_SCOPED_NAMESPACE = "_"  # the namespace path segment of cluster-scoped kinds
@@ -162,6 +165,13 @@ class ResourcesService:
     # ---- list ------------------------------------------------------------------------------
 
     def list_page(self, context: Any, kind: str, query: ListQuery) -> dict[str, Any]:
+        if not 0 <= query.offset <= MAX_OFFSET:
+            raise _invalid_parameter(
+                "offset",
+                f"offset must be between 0 and {MAX_OFFSET}; narrow the list with a namespace or selectors",
+                value=query.offset,
+                max_offset=MAX_OFFSET,
+            )
         rtype = self.resolve(context, kind)
         self._require_verb(rtype, "list")
         # Like kubectl, a namespace given for a cluster-scoped kind is ignored; `namespace=` is all.

@@ -64,6 +64,14 @@ def _at(resource_version: str) -> Position:
 
 
 @dataclass(frozen=True)
+class SubscriptionCaps:
+    """Watch subscriptions a connection, and a user across connections, may hold (429 beyond)."""
+
+    per_connection: int = 50
+    per_user: int = 200  # times the token's rate multiplier (service 5, admin 10)
+
+
+@dataclass(frozen=True)
 class Subscribed:
     subscription_id: str
     watch_set: WatchSet
@@ -80,11 +88,13 @@ class Subscriptions:
         kube: KubernetesPort,
         contexts: Callable[[Principal, str], Any],  # (caller, name) -> the context as the caller
         access: AccessReviews,
+        caps: SubscriptionCaps | None = None,
     ):
         self._store = store
         self._kube = kube
         self._contexts = contexts
         self._access = access
+        self._caps = caps or SubscriptionCaps()
 
     def subscribe(self, connection: Connection, request: Subscribe) -> Subscribed:
         """Store the subscription; its events are those after `Subscribed.from_rv`."""
@@ -126,8 +136,16 @@ class Subscriptions:
             created.append(True)
             return str(page.get("metadata", {}).get("resourceVersion", ""))
 
+        # The caps are checked in the store's write, atomically with it (a burst cannot overshoot).
         from_rv = self._store.add_subscription(
-            connection.connection_id, subscription_id, watch_set, initial_rv, connection.expires_at
+            connection.connection_id,
+            subscription_id,
+            watch_set,
+            initial_rv,
+            connection.expires_at,
+            owner=connection.sub,
+            max_per_connection=self._caps.per_connection,
+            max_per_user=self._caps.per_user * connection.principal.rate_multiplier,
         )
         return Subscribed(subscription_id, watch_set, from_rv, new_set=bool(created))
 

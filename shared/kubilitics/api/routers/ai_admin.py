@@ -16,7 +16,9 @@ router = APIRouter(tags=["ai"])
 
 @router.get("/api/v1/ai/status", summary="AI service status: provider, connectivity, token budget")
 async def ai_status(
-    principal: Annotated[Principal, Depends(require("read", "standard"))], services: Services
+    # the Messages API probe and the month's usage records
+    principal: Annotated[Principal, Depends(require("read", "standard", fans_out=True))],
+    services: Services,
 ) -> dict[str, Any]:
     # A token bound to a cluster sees that cluster's usage and queue only (so do usage and analytics).
     return await run_blocking(services.ai_admin.status, principal.cluster_id)
@@ -45,7 +47,7 @@ async def put_ai_config(
 
 @router.get("/api/v1/ai/usage", summary="LLM usage and the monthly budget")
 async def ai_usage(
-    principal: Annotated[Principal, Depends(require("read", "standard"))],
+    principal: Annotated[Principal, Depends(require("read", "standard", fans_out=True))],  # usage records
     services: Services,
     time_period: Annotated[Literal["1h", "24h", "7d", "30d"], Query()] = "24h",
     group_by: Annotated[Literal["operation", "user", "namespace"] | None, Query()] = None,
@@ -58,7 +60,8 @@ async def ai_usage(
 
 @router.get("/api/v1/ai/analytics/summary", summary="AI effectiveness and usage over a period")
 async def ai_analytics_summary(
-    principal: Annotated[Principal, Depends(require("read", "standard"))],
+    # investigations, actions, insights, usage and engagement records
+    principal: Annotated[Principal, Depends(require("read", "standard", fans_out=True))],
     services: Services,
     time_period: Annotated[Literal["24h", "7d", "30d", "90d"], Query()] = "7d",
 ) -> dict[str, Any]:

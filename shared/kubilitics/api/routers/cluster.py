@@ -16,7 +16,7 @@ router = APIRouter(tags=["cluster"])
 
 @router.get("/api/v1/namespaces", summary="Namespaces with pod counts and quota usage")
 async def list_namespaces(
-    _: Annotated[Principal, Depends(require("read", "read"))],
+    _: Annotated[Principal, Depends(require("read", "read", fans_out=True))],  # a pod count per namespace
     context: KubeContext,
     services: Services,
     limit: Annotated[int, Query(ge=1, le=1000, description="Max results")] = 100,
@@ -31,7 +31,7 @@ async def list_namespaces(
 
 @router.get("/api/v1/contexts", summary="Kubeconfig contexts with reachability and version")
 async def list_contexts(
-    principal: Annotated[Principal, Depends(require(None, "standard"))],
+    principal: Annotated[Principal, Depends(require(None, "standard", fans_out=True))],  # a probe per context
     services: Services,
 ) -> JSONResponse:
     return JSONResponse(await run_blocking(services.cluster.contexts, principal.cluster_id))

@@ -29,7 +29,8 @@ async def _answer(
 
 @router.get("/api/v1/events", summary="Cluster events in a time window")
 async def list_events(
-    _: Annotated[Principal, Depends(require("read", "read"))],
+    # every page of the window's events, plus the namespace and kind checks
+    _: Annotated[Principal, Depends(require("read", "read", fans_out=True))],
     context: KubeContext,
     services: Services,
     namespace: Name = None,
@@ -58,7 +59,7 @@ async def list_events(
 
 @router.get("/api/v1/metrics/nodes", summary="Node CPU and memory: usage, allocatable, requests, limits")
 async def node_metrics(
-    _: Annotated[Principal, Depends(require("read", "standard"))],
+    _: Annotated[Principal, Depends(require("read", "standard", fans_out=True))],  # nodes, metrics, pods
     context: KubeContext,
     services: Services,
     node_name: Name = None,
@@ -71,7 +72,7 @@ async def node_metrics(
 
 @router.get("/api/v1/metrics/pods", summary="Container CPU and memory against requests and limits")
 async def pod_metrics(
-    _: Annotated[Principal, Depends(require("read", "standard"))],
+    _: Annotated[Principal, Depends(require("read", "standard", fans_out=True))],  # pods, metrics, namespace
     context: KubeContext,
     services: Services,
     namespace: Name = None,
@@ -92,7 +93,7 @@ async def pod_metrics(
 
 @router.get("/api/v1/topology", summary="Nodes, namespaces, workloads and their relationships")
 async def topology(
-    _: Annotated[Principal, Depends(require("read", "topology"))],
+    _: Annotated[Principal, Depends(require("read", "topology", fans_out=True))],  # up to ~15 calls
     context: KubeContext,
     services: Services,
     depth: Annotated[int, Query(ge=1, le=5, description="1 summary ... 5 containers")] = 3,

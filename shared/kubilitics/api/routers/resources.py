@@ -10,7 +10,13 @@ from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
 from kubilitics.api.responses import JSONResponse
 from kubilitics.auth.tokens import Principal
-from kubilitics.services.resources import CLUSTER_SCOPED_NAMESPACE, DEFAULT_LIMIT, MAX_LIMIT, ListQuery
+from kubilitics.services.resources import (
+    CLUSTER_SCOPED_NAMESPACE,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    ListQuery,
+)
 
 router = APIRouter(prefix="/api/v1/resources", tags=["resources"])
 
@@ -47,7 +53,7 @@ async def list_resources(
     label_selector: Annotated[str | None, Query(max_length=4096, examples=["app=web,tier!=cache"])] = None,
     field_selector: Annotated[str | None, Query(max_length=4096, examples=["status.phase=Running"])] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     sort_by: Annotated[Literal["name", "created", "age"] | None, Query()] = None,
     sort_order: Annotated[Literal["asc", "desc"] | None, Query()] = None,
 ) -> JSONResponse:
@@ -62,7 +68,7 @@ async def create_resource(
     principal: Annotated[Principal, Depends(require("write", "write"))],
     context: KubeContext,
     services: Services,
-    validate_only: Annotated[bool, Query(description="Dry run: 200 with the would-be object")] = False,
+    validate_only: Annotated[bool, Query(description="Dry run: 201 with the would-be object")] = False,
 ) -> JSONResponse:
     created = await run_blocking(
         lambda: services.resources.create(
@@ -73,7 +79,7 @@ async def create_resource(
             dry_run=validate_only,
         )
     )
-    return JSONResponse(created, status_code=200 if validate_only else 201)
+    return JSONResponse(created, status_code=201)  # validate_only too: the reference answers as a create
 
 
 @router.put("/{kind}/{namespace}/{name}", summary="Replace or patch an object")
