@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Every AWS call a function's handler makes is checked against its role in template.yaml.
+pytest_plugins = ("tests.iam_recorder",)
 TEST_JWT_SECRET = "test-secret-for-kubilitics-unit-tests"
 
 # The testbed fixtures, loaded once under one module name (tests/testbed/conftest.py does the same).
