@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-unit lint format bench evals testbed-up testbed-down sam-build clean
+.PHONY: setup run test test-unit lint format bench evals testbed-up testbed-down sam-build clean iam-check lambda-test
 
 setup: $(STAMP)
 
@@ -29,6 +29,16 @@ test: setup testbed-up
 
 test-unit: setup
 	$(BIN)/pytest -q tests/unit
+
+## iam-check: run the integration tests recording each function's AWS calls; per function: calls vs
+## what its role in template.yaml allows (denied ones fail), and grants no call used (tests/iam_check.py)
+iam-check: setup testbed-up
+	$(BIN)/python -m tests.iam_check
+
+## lambda-test: `sam build`, then every function on the Lambda runtime (the Runtime Interface Emulator
+## and awslambdaric, no Docker) with each events/ file; packaging limits; Init Duration per function
+lambda-test: setup testbed-up
+	$(BIN)/python -m tests.lambda_runtime
 
 ## lint: ruff, mypy, and the SAM template (sam validate --lint, cfn-lint)
 lint: setup
