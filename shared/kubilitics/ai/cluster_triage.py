@@ -42,7 +42,7 @@ from kubilitics.ai.node_triage import (
     slim_pod,
 )
 from kubilitics.ai.taxonomy import HEALTHY, SEVERITY_ORDER, precedence
-from kubilitics.ai.triage import SURVEY_KINDS, TriageLimits, diagnose_namespace, survey_listed
+from kubilitics.ai.triage import SURVEY_KINDS, TriageLimits, diagnose_namespace, read_listed, survey_listed
 from kubilitics.errors import KubiliticsError
 from kubilitics.ports import KubernetesPort
 
@@ -87,22 +87,7 @@ def gather_cluster(
     nodes = list(kube.list_objects(context, node_type, limit=limits.max_listed).get("items") or [])
 
     def read(kind: str, field_selector: str | None = None) -> list[dict[str, Any]]:
-        try:
-            rtype = kube.resource_type(context, kind)
-            page = kube.list_objects(context, rtype, field_selector=field_selector, limit=limits.max_listed)
-        except KubiliticsError as exc:
-            if kind == "Pod":
-                raise  # a cluster whose pods cannot be read cannot be called healthy
-            notes.append(f"could not list {kind}: {exc.message}")
-            return []
-        if (page.get("metadata") or {}).get("continue"):
-            notes.append(
-                f"more than {limits.max_listed} {kind} objects: only the first {limits.max_listed} read"
-            )
-        items = list(page.get("items") or [])
-        for item in items:
-            item.setdefault("kind", rtype.kind)
-        return items
+        return read_listed(kube, context, kind, None, limits.max_listed, notes, field_selector)
 
     calls: list[tuple[str, str | None]] = [(kind, None) for kind in SURVEY_KINDS]
     calls += [("Namespace", None), ("Event", "type=Warning")]

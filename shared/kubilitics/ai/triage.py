@@ -161,24 +161,7 @@ def survey_namespace(
     notes: list[str] = []
 
     def read(kind: str, field_selector: str | None = None) -> list[dict[str, Any]]:
-        try:
-            rtype = kube.resource_type(context, kind)
-            page = kube.list_objects(
-                context, rtype, namespace=namespace, field_selector=field_selector, limit=limits.max_listed
-            )
-        except KubiliticsError as exc:
-            if kind == "Pod":
-                raise  # a namespace whose pods cannot be read cannot be called healthy
-            notes.append(f"could not list {kind} in {namespace}: {exc.message}")
-            return []
-        if (page.get("metadata") or {}).get("continue"):
-            notes.append(
-                f"more than {limits.max_listed} {kind} objects: only the first {limits.max_listed} read"
-            )
-        items = list(page.get("items") or [])
-        for item in items:
-            item.setdefault("kind", rtype.kind)
-        return items
+        return read_listed(kube, context, kind, namespace, limits.max_listed, notes, field_selector)
 
     calls = [(kind, None) for kind in SURVEY_KINDS] + [("Event", "type=Warning")]
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -593,3 +576,32 @@ def merged_evidence(document: dict[str, Any]) -> Evidence:
 
 def _label(ref: ObjectRef) -> str:
     return f"{ref.kind} {ref.name}"
+
+
+def read_listed(
+    kube: KubernetesPort,
+    context: Any,
+    kind: str,
+    namespace: str | None,
+    limit: int,
+    notes: list[str],
+    field_selector: str | None = None,
+) -> list[dict[str, Any]]:
+    """One list of `kind` in `namespace` (None: every namespace), at most `limit` items, each with its
+    kind. A list that fails is a note, except Pods: where they cannot be read nothing is healthy."""
+    try:
+        rtype = kube.resource_type(context, kind)
+        page = kube.list_objects(
+            context, rtype, namespace=namespace, field_selector=field_selector, limit=limit
+        )
+    except KubiliticsError as exc:
+        if kind == "Pod":
+            raise
+        notes.append(f"could not list {kind}{f' in {namespace}' if namespace else ''}: {exc.message}")
+        return []
+    if (page.get("metadata") or {}).get("continue"):
+        notes.append(f"more than {limit} {kind} objects: only the first {limit} read")
+    items = list(page.get("items") or [])
+    for item in items:
+        item.setdefault("kind", rtype.kind)
+    return items
