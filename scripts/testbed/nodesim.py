@@ -69,6 +69,10 @@ PAGE = 4096
 # Node-pressure eviction as the kubelet's eviction manager does it with its defaults: the hard
 # threshold memory.available<100Mi (no soft thresholds, no minimum reclaim).
 EVICTION_HARD_MEMORY = 100 * 1024**2
+# A container log past this size is cut to its newer half (the kubelet rotates at 10Mi by default).
+LOG_MAX_BYTES = 4 * 1024**2
+# An endless loop's rounds written at most this many at once after the node stalled.
+LOG_CATCH_UP = 100
 # The kubelet re-evaluates every 10s (--housekeeping-interval); 1s here, so tests are quick.
 EVICTION_INTERVAL = 1.0
 # How long MemoryPressure stays True after the threshold was last met: the kubelet's
@@ -234,6 +238,13 @@ class Plan:
     """What a started container will do."""
     lines: list  # what it prints: lines, or (stream, line) when the stream is known
     exit_at: float | None  # None: runs until stopped
+    # When each line is printed (seconds after start; none: all at start). A shell's `sleep`
+    # really waits, so a script's later lines reach the log when it gets there.
+    times: list[float] = field(default_factory=list)
+    # An endless loop that prints: after `loop_from` seconds its round repeats for as long as the
+    # container runs, so the log grows as it would on a real node.
+    repeat: simshell.Repeat | None = None
+    loop_from: float = 0.0
     code: int = 0
     reason: str = "Completed"
     message: str = ""
@@ -286,6 +297,11 @@ class CSim:
     container_id: str = ""
     image_ref: str = ""
     term: dict = field(default_factory=dict)  # how the last run ended
+    # The log written so far: the next planned line, and the endless loop's round in progress
+    # (when it started, the next of its lines).
+    log_next: int = 0
+    round_at: float = 0.0
+    round_line: int = 0
 
 
 @dataclass
@@ -403,6 +419,8 @@ class NodeSim:
             for key in due:
                 if key == "net/refresh":
                     self._refresh_net_file()
+                elif key.startswith("log/"):
+                    self._log_due(key)
                 elif key.startswith("node/"):
                     self._eviction_check_safe(key[len("node/"):])
                 else:
@@ -834,7 +852,9 @@ class NodeSim:
         c.probe_fail, c.probe_ok, c.probe_next = {}, {}, {}
         self.event(pod, "Normal", "Created", f"Created container: {c.name}", c.name, c.init)
         self.event(pod, "Normal", "Started", f"Started container {c.name}", c.name, c.init)
-        self._write_log(sim, c, plan.lines, now, rotate=True)
+        c.log_next, c.round_at, c.round_line = 0, now + plan.loop_from, 0
+        self._write_log(sim, c, self._due_lines(c, now), rotate=True)
+        self._schedule_log(sim, c)
         self._check_node_soon(sim.node)
         self._exec_context(sim, c, plan.box or self._box(pod, sim, cspec, img, env), now)
 
@@ -859,7 +879,8 @@ class NodeSim:
             # The command runs in the simulated shell: what it prints, how it ends, what it serves.
             plan.box = self._box(pod, sim, cspec, img, env)
             result = simshell.run_argv(argv, plan.box)
-            plan.lines = result.output
+            plan.lines, plan.times = result.output, result.times
+            plan.repeat, plan.loop_from = result.repeat, result.duration
             if result.code is not None:
                 plan.exit_at, plan.code = now + max(0.3, result.duration), result.code
                 plan.reason = "Completed" if result.code == 0 else "Error"
@@ -1003,6 +1024,9 @@ class NodeSim:
 
     def _exited(self, pod: dict, sim: PodSim, c: CSim, cspec: dict, term: dict, now: float,
                 run_error: str = "", force_restart: bool = False) -> None:
+        if c.stage == "running" and c.plan is not None:  # what it printed before it ended
+            ended = now if c.plan.exit_at is None else min(now, c.plan.exit_at)
+            self._write_log(sim, c, self._due_lines(c, ended))
         c.ready = False
         self._exec_stopped(sim, c)
         c.term = term
@@ -1342,6 +1366,7 @@ class NodeSim:
                 c.term = {"exitCode": 143, "reason": "Error", "startedAt": now_iso(c.started_at),
                           "finishedAt": now_iso(now), "containerID": c.container_id}
                 c.state = {"terminated": c.term}
+                self._write_log(sim, c, self._due_lines(c, now))
             elif "terminated" not in c.state:
                 c.state = {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown",
                                           "message": "The container could not be located when the pod was terminated",
@@ -1487,7 +1512,8 @@ class NodeSim:
         d = self.logdir / f"{sim.ns}_{sim.name}_{sim.uid}" / c.name
         return d / "current.log", d / "previous.log"
 
-    def _write_log(self, sim: PodSim, c: CSim, lines: list, now: float, rotate: bool = False) -> None:
+    def _write_log(self, sim: PodSim, c: CSim, lines: list[tuple[float, object]], rotate: bool = False) -> None:
+        """Append (time, line) pairs to the container's current log (CRI format)."""
         cur, prev = self._log_paths(sim, c)
         cur.parent.mkdir(parents=True, exist_ok=True)
         if rotate:
@@ -1496,16 +1522,75 @@ class NodeSim:
             cur.write_text("")
             if not prev.exists():
                 prev.write_text("")
-        with cur.open("a") as f:
-            for i, line in enumerate(lines):
-                ts = datetime.fromtimestamp(now + i * 0.001, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-                if isinstance(line, tuple):  # the shell knows the stream
-                    stream, line = line
-                else:  # an image's own log lines: errors go to stderr
-                    stream = "stderr" if "error" in line.lower() or "panic" in line.lower() else "stdout"
-                f.write(f"{ts} {stream} F {line}\n")
+        elif cur.exists() and cur.stat().st_size > LOG_MAX_BYTES:
+            # The kubelet rotates at containerLogMaxSize; here the older half is dropped.
+            data = cur.read_bytes()[-LOG_MAX_BYTES // 2:]
+            cur.write_bytes(data[data.find(b"\n") + 1:])
+        if lines:
+            with cur.open("a") as f:
+                for when, line in lines:
+                    ts = datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                    if isinstance(line, tuple):  # the shell knows the stream
+                        stream, line = line
+                    else:  # an image's own log lines: errors go to stderr
+                        stream = "stderr" if "error" in line.lower() or "panic" in line.lower() else "stdout"
+                    f.write(f"{ts} {stream} F {line}\n")
         if not sim.logs_registered:
             self._register_logs(sim)
+
+    def _due_lines(self, c: CSim, upto: float) -> list[tuple[float, object]]:
+        """The lines the running container has printed by `upto` and not yet written."""
+        plan = c.plan
+        if plan is None:
+            return []
+        out: list[tuple[float, object]] = []
+        while c.log_next < len(plan.lines):
+            # Lines of the same instant get a microsecond apart, so their order survives.
+            when = c.started_at + (plan.times[c.log_next] if plan.times else 0.0) + c.log_next * 1e-6
+            if when > upto:
+                return out
+            out.append((when, plan.lines[c.log_next]))
+            c.log_next += 1
+        rep = plan.repeat
+        if rep is None:
+            return out
+        if upto - c.round_at > LOG_CATCH_UP * rep.period:  # the node stalled: skip what it missed
+            c.round_at += (upto - c.round_at) // rep.period * rep.period
+            c.round_line = 0
+        while True:
+            offset, stream, text = rep.lines[c.round_line]
+            when = c.round_at + offset + c.round_line * 1e-6
+            if when > upto:
+                return out
+            out.append((when, (stream, text)))
+            c.round_line += 1
+            if c.round_line == len(rep.lines):
+                c.round_at, c.round_line = c.round_at + rep.period, 0
+
+    def _next_line_at(self, c: CSim) -> float | None:
+        plan = c.plan
+        if plan is None:
+            return None
+        if c.log_next < len(plan.lines):
+            return c.started_at + (plan.times[c.log_next] if plan.times else 0.0)
+        if plan.repeat is not None:
+            return c.round_at + plan.repeat.lines[c.round_line][0]
+        return None
+
+    def _schedule_log(self, sim: PodSim, c: CSim) -> None:
+        """Wake up when the container prints its next line (a timer of its own: no pod reconcile)."""
+        when = self._next_line_at(c)
+        if when is not None:
+            heapq.heappush(self.timers, (when, f"log/{sim.uid}/{c.name}/{c.container_id}"))
+
+    def _log_due(self, key: str) -> None:
+        _, uid, name, container_id = key.split("/", 3)
+        sim = self.sims.get(uid)
+        c = sim.containers.get(name) if sim else None
+        if sim is None or c is None or c.stage != "running" or c.container_id != container_id:
+            return  # the container ended or restarted since: its run wrote its own lines
+        self._write_log(sim, c, self._due_lines(c, time.time()))
+        self._schedule_log(sim, c)
 
     def _owner(self, sim: PodSim) -> list[dict]:
         return [{"apiVersion": "v1", "kind": "Pod", "name": sim.name, "uid": sim.uid}]

@@ -53,6 +53,9 @@ DEFAULT_DIRS = {"/", "/bin", "/sbin", "/usr", "/usr/bin", "/usr/sbin", "/usr/loc
                 "/lib", "/opt", "/mnt", "/srv"}
 KEYWORDS = {"if", "then", "elif", "else", "fi", "while", "until", "do", "done", "for", "in", "{", "}", "!"}
 LOOP_LIMIT = 1000
+# An endless loop that never sleeps would print as fast as the CPU allows; the simulated node
+# repeats such a round at most once a second (its log still grows, the harness's CPU stays bounded).
+MIN_ROUND_SECONDS = 1.0
 
 
 class ShellSyntax(Exception):
@@ -69,8 +72,19 @@ class Forever(Exception):
 
 
 @dataclass
+class Repeat:
+    """The round an endless loop repeats: every `period` seconds it prints `lines` again, each
+    (seconds into the round, stream, text)."""
+
+    period: float
+    lines: list[tuple[float, str, str]]
+
+
+@dataclass
 class Result:
     output: list[tuple[str, str]] = field(default_factory=list)  # (stdout|stderr, line)
+    times: list[float] = field(default_factory=list)  # when each output line is printed (seconds after start)
+    repeat: Repeat | None = None  # set when the command ends in an endless loop that prints
     code: int | None = 0  # None: still running (a server / endless loop)
     duration: float = 0.0  # seconds before it exits (or goes idle), sleeps included
     ports: list[int] = field(default_factory=list)  # TCP ports it listens on
@@ -581,15 +595,31 @@ class Shell:
             self.result.code = e.code
         except Forever:
             if self.box.live:
-                while True:  # exec of a server or `sleep infinity`: runs until it is stopped
-                    time.sleep(3600)
+                self.run_forever()
             self.result.code = None
+
+    def run_forever(self) -> None:
+        """exec of a server, `sleep infinity` or an endless loop: runs (repeating the loop's round
+        in real time) until it is stopped."""
+        repeat = self.result.repeat
+        while True:
+            if repeat is None:
+                time.sleep(3600)
+                continue
+            elapsed = 0.0
+            for offset, stream, text in repeat.lines:
+                time.sleep(max(0.0, offset - elapsed))
+                elapsed = max(elapsed, offset)
+                if self.box.write:  # straight out: the result would grow without end
+                    self.box.write(stream, text + "\n")
+            time.sleep(max(0.0, repeat.period - elapsed))
 
     # ---- output
     def emit(self, fd: int, text: str) -> None:
         target = self.fds.get(fd, ("null",))
         if target[0] == "out":
             self.result.output.append((target[1], text))
+            self.result.times.append(self.result.duration)
             if self.box.live and self.box.write:
                 self.box.write(target[1], text + "\n")
         elif target[0] == "pipe":
@@ -695,6 +725,7 @@ class Shell:
         status = 0
         for _ in range(LOOP_LIMIT):
             before = self._state()
+            printed, started = len(self.result.output), self.result.duration
             self.exec_list(cond)
             if (self.status != 0) != until:
                 self.status = status
@@ -702,8 +733,17 @@ class Shell:
             self.exec_list(body)
             status = self.status
             if self._state() == before:
-                raise Forever()  # nothing changed: every further round is the same
+                # Nothing changed: every further round is this one again (its output, its sleeps).
+                self._repeat(printed, started)
+                raise Forever()
+        self._repeat(printed, started)
         raise Forever()
+
+    def _repeat(self, printed: int, started: float) -> None:
+        out, times = self.result.output[printed:], self.result.times[printed:]
+        if out and self.result.repeat is None:  # the innermost endless loop is what repeats
+            period = max(MIN_ROUND_SECONDS, self.result.duration - started)
+            self.result.repeat = Repeat(period, [(t - started, stream, text) for t, (stream, text) in zip(times, out)])
 
     def _state(self) -> tuple:
         return (sorted(self.vars.items()), sorted(self.box.files.items()), self.box.cwd, len(self.stdin or []))
@@ -1700,8 +1740,7 @@ def interactive(box: Container, name: str, parent: Shell | None = None) -> int:
         except Exit as e:
             return e.code
         except Forever:
-            while True:
-                time.sleep(3600)
+            sh.run_forever()
 
 
 def _edited_lines(write: Callable[[str, str], None]) -> Iterator[str]:

@@ -7,6 +7,7 @@ Deployments on KWOK nodes, Services/endpoints, logs, exec, metrics.k8s.io, event
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import threading
@@ -463,6 +464,32 @@ def test_pod_logs_tail_since_previous_follow(k8s_cluster: TestbedCluster, k8s_na
         "-n", ns, "logs", "logger", "--tail=1", "-f", "--request-timeout=3s", check=False
     )
     assert "followed line" in follow_cli.stdout
+
+
+def test_a_containers_log_grows_as_its_loop_runs(k8s_cluster: TestbedCluster, k8s_namespace: str) -> None:
+    """`sleep` in a container's command really waits: a later line reaches the log when the script
+    gets there, and an endless loop keeps logging for as long as the container runs."""
+    ns = k8s_namespace
+    v1 = core(k8s_cluster)
+    script = 'echo boot; sleep 4; echo later; while true; do echo "tick"; sleep 1; done'
+    pod = make_pod("ticker", image="busybox:1.36")
+    pod["spec"]["containers"][0].update({"command": ["sh", "-c", script], "ports": []})
+    v1.create_namespaced_pod(ns, pod)
+    wait_pod_running(k8s_cluster, ns, "ticker")
+    first = v1.read_namespaced_pod_log("ticker", ns, timestamps=True)
+    booted = datetime.fromisoformat(first.split(" ", 1)[0].replace("Z", "+00:00"))
+    if (datetime.now(UTC) - booted).total_seconds() < 3.5:  # read before the script got further
+        assert first.split()[1:] == ["boot"], first
+    wait_until(
+        lambda: v1.read_namespaced_pod_log("ticker", ns).count("tick") >= 6, timeout=30, what="six ticks"
+    )
+    stamped = v1.read_namespaced_pod_log("ticker", ns, timestamps=True).splitlines()
+    assert [line.split(" ", 1)[1] for line in stamped[:2]] == ["boot", "later"]
+    times = [datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00")) for line in stamped]
+    assert 3.9 <= (times[1] - times[0]).total_seconds() <= 4.1
+    ticks = [t for t, line in zip(times, stamped, strict=True) if line.endswith(" tick")]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(ticks)]
+    assert all(0.9 <= g <= 1.1 for g in gaps), gaps
 
 
 def test_exec_output_and_exit_code(k8s_cluster: TestbedCluster, k8s_namespace: str) -> None:

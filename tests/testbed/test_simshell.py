@@ -161,3 +161,23 @@ def test_http_through_services() -> None:
     refused = run("wget -q -O- http://empty/")
     assert refused.lines == ["wget: can't connect to remote host (10.0.0.30): Connection refused"]
     assert run("nc -z web 8080").code == 0
+
+
+def test_each_line_carries_the_time_it_is_printed() -> None:
+    result = run("echo a; sleep 2; echo b >&2; sleep 1.5; echo c; exit 4")
+    assert result.output == [("stdout", "a"), ("stderr", "b"), ("stdout", "c")]
+    assert result.times == [0.0, 2.0, 3.5] and result.duration == 3.5 and result.code == 4
+    assert result.repeat is None
+
+
+def test_an_endless_loop_repeats_its_round_with_its_sleeps() -> None:
+    result = run('echo boot; while true; do echo "GET / 200"; sleep 0.5; echo "refused" >&2; sleep 2; done')
+    assert result.code is None  # it runs until the container is stopped
+    assert result.output == [("stdout", "boot"), ("stdout", "GET / 200"), ("stderr", "refused")]
+    assert result.duration == 2.5  # the first round; the next starts there
+    assert result.repeat == simshell.Repeat(2.5, [(0.0, "stdout", "GET / 200"), (0.5, "stderr", "refused")])
+
+
+def test_a_loop_that_never_sleeps_repeats_at_most_once_a_second() -> None:
+    assert run("while true; do echo spin; done").repeat == simshell.Repeat(1.0, [(0.0, "stdout", "spin")])
+    assert run("while true; do sleep 5; done").repeat is None  # prints nothing: nothing to repeat

@@ -14,7 +14,10 @@ Then, in memory:
   namespaces with suspects are ranked by their suspects (failing first, then how many). The first
   `max_namespaces` of them get their suspects gathered in full and diagnosed (`max_suspects_per_namespace`
   each, at most `max_suspects` in all, `workers` at a time): the namespace triage's roll-up. The
-  others are listed ranked after them with their suspects, marked not examined.
+  others are listed ranked after them with their suspects, marked not examined;
+- the workloads that look fine get their ready pods' logs read (ai/log_scan.py: one pod per workload,
+  the newest `logs.max_pods` workloads across the cluster): a cause that persists in a log makes the
+  workload a suspect of its namespace.
 
 Work grows with the suspects, not with the cluster: a healthy cluster of 5,000 pods costs the lists.
 """
@@ -29,8 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubilitics.ai.evidence import Evidence, ObjectRef
-from kubilitics.ai.gather import GatherLimits, gather_evidence
+from kubilitics.ai.gather import GatherLimits
 from kubilitics.ai.kube_json import condition, meta, namespace_of, pod_finished, pod_node
+from kubilitics.ai.log_scan import LogScanLimits
 from kubilitics.ai.node_triage import (
     ADMISSION_REFUSALS,
     CONDITIONS,
@@ -42,7 +46,17 @@ from kubilitics.ai.node_triage import (
     slim_pod,
 )
 from kubilitics.ai.taxonomy import HEALTHY, SEVERITY_ORDER, precedence
-from kubilitics.ai.triage import SURVEY_KINDS, TriageLimits, diagnose_namespace, read_listed, survey_listed
+from kubilitics.ai.triage import (
+    SURVEY_KINDS,
+    TriageLimits,
+    diagnose_namespace,
+    gather_member,
+    namespace_snapshot,
+    read_listed,
+    ready_workloads,
+    scan_ready_logs,
+    survey_listed,
+)
 from kubilitics.errors import KubiliticsError
 from kubilitics.ports import KubernetesPort
 
@@ -66,6 +80,7 @@ class ClusterLimits:
             max_pods=4, max_log_pods=1, log_lines=40, max_events=100, workers=4
         )
     )
+    logs: LogScanLimits = field(default_factory=lambda: LogScanLimits(max_pods=20))
 
 
 def is_cluster_document(document: Any) -> bool:
@@ -136,6 +151,7 @@ def gather_cluster(
         warnings_by_ns[str(namespace_of(event) or "")].append(event)
     triage_limits = TriageLimits(max_suspects=limits.max_suspects_per_namespace)
     surveys = []
+    ready = []
     for ns, ns_objs in grouped.items():
         ns_notes: list[str] = []
         ns_warnings = warnings_by_ns.get(ns, [])
@@ -158,6 +174,11 @@ def gather_cluster(
                 "failing": _failing_pods(ns_objs["Pod"]),
             }
         )
+        ready += ready_workloads(ns_objs, survey, namespace_snapshot(ns_objs, ns, context, now))
+    ready.sort(key=lambda item: str(meta(item[0]).get("creationTimestamp") or ""))
+    by_namespace = {s["namespace"]: s for s in surveys}
+    for suspect in scan_ready_logs(kube, context, ready, limits.logs, notes):
+        by_namespace[str(suspect["subject"].get("namespace"))]["suspects"].append(suspect)
     surveys.sort(key=lambda s: (-s["failing"], -len(s["suspects"]), s["namespace"]))
 
     # The first namespaces with suspects get them gathered in full (bounded).
@@ -171,18 +192,9 @@ def gather_cluster(
 
     def gather(item: tuple[dict[str, Any], dict[str, Any]]) -> tuple[str, dict[str, Any]]:
         survey, suspect = item
-        ref = ObjectRef.from_dict(suspect["subject"])
-        evidence = gather_evidence(
-            kube,
-            context,
-            ref.kind,
-            ref.namespace,
-            ref.name,
-            window_minutes,
-            limits=limits.member,
-            clock=clock,
+        return survey["namespace"], gather_member(
+            kube, context, suspect, window_minutes, limits.member, clock
         )
-        return survey["namespace"], {**suspect, "evidence": evidence.to_dict()}
 
     with ThreadPoolExecutor(max_workers=limits.workers) as pool:
         gathered = list(pool.map(gather, chosen))
@@ -197,7 +209,7 @@ def gather_cluster(
             {
                 "namespace": survey["namespace"],
                 "inventory": survey["inventory"],
-                "suspects": [s for s in survey["suspects"]],
+                "suspects": [{"subject": s["subject"], "why": s["why"]} for s in survey["suspects"]],
                 "members": members.get(survey["namespace"], []),
                 "examined": survey["namespace"] in members,
                 "notes": survey["notes"],

@@ -50,6 +50,10 @@ CATEGORIES: dict[str, str] = {
     "rbac_forbidden": "the application is refused by the Kubernetes API (RBAC)",
     "certificate_expired": "a TLS certificate the application uses has expired",
     "dns_failure": "the application cannot resolve a host name",
+    # Beyond the shared taxonomy: causes a running application names in its log (issue 15).
+    "disk_full": "the application runs out of disk space (no space left on device)",
+    "connection_refused": "a service the application calls refuses its connections",
+    "dependency_timeout": "a service the application calls does not answer in time",
     HEALTHY: "nothing is wrong",
     UNKNOWN: "the evidence does not support a cause",
 }
@@ -78,6 +82,9 @@ PRECEDENCE: tuple[str, ...] = (
     "rbac_forbidden",
     "certificate_expired",
     "dns_failure",
+    "disk_full",
+    "connection_refused",
+    "dependency_timeout",
     "liveness_probe_failure",
     "job_deadline_exceeded",
     "job_backoff_limit",

@@ -45,6 +45,7 @@ from kubilitics.ai.kube_json import (
     pod_is_ready,
     pod_template,
 )
+from kubilitics.ai.log_scan import LogScanLimits, candidates, scan, with_scanned_logs
 from kubilitics.ai.taxonomy import HEALTHY, SEVERITY_ORDER, UNKNOWN, precedence
 from kubilitics.errors import KubiliticsError
 from kubilitics.ports import KubernetesPort
@@ -84,6 +85,7 @@ class TriageLimits:
             max_pods=6, max_log_pods=2, log_lines=60, max_events=200, workers=4
         )
     )
+    logs: LogScanLimits = field(default_factory=LogScanLimits)  # ready pods' logs (ai/log_scan.py)
 
 
 @dataclass(frozen=True)
@@ -121,18 +123,7 @@ def gather_namespace(
         )
 
     def gather(suspect: dict[str, Any]) -> dict[str, Any]:
-        ref = ObjectRef.from_dict(suspect["subject"])
-        evidence = gather_evidence(
-            kube,
-            context,
-            ref.kind,
-            ref.namespace,
-            ref.name,
-            window_minutes,
-            limits=limits.member,
-            clock=clock,
-        )
-        return {**suspect, "evidence": evidence.to_dict()}
+        return gather_member(kube, context, suspect, window_minutes, limits.member, clock)
 
     with ThreadPoolExecutor(max_workers=limits.workers) as pool:
         members = list(pool.map(gather, suspects))
@@ -168,9 +159,64 @@ def survey_namespace(
         listed = list(pool.map(lambda call: read(*call), calls))
     objs = {kind: items for (kind, _), items in zip(calls, listed, strict=True) if kind != "Event"}
     warnings = listed[-1]
-    return survey_listed(
+    survey = survey_listed(
         objs, warnings, namespace, window_minutes, limits=limits, now=now, notes=notes, context=context
     )
+    ready = ready_workloads(objs, survey, namespace_snapshot(objs, namespace, context, now))
+    survey["suspects"] += scan_ready_logs(kube, context, ready, limits.logs, notes)
+    return survey
+
+
+def ready_workloads(
+    objs: dict[str, list[dict[str, Any]]], survey: dict[str, Any], snapshot: Snapshot
+) -> list[tuple[dict[str, Any], ObjectRef]]:
+    """A ready pod of each counted workload that is not a suspect (oldest first)."""
+    inventory = {ObjectRef.from_dict(r).key for r in survey["inventory"]}
+    suspects = {ObjectRef.from_dict(s["subject"]).key for s in survey["suspects"]}
+    return [
+        (pod, owner) for pod, owner in candidates(objs["Pod"], snapshot, suspects) if owner.key in inventory
+    ]
+
+
+def scan_ready_logs(
+    kube: KubernetesPort,
+    context: Any,
+    ready: list[tuple[dict[str, Any], ObjectRef]],
+    limits: LogScanLimits,
+    notes: list[str],
+) -> list[dict[str, Any]]:
+    """Suspects among the workloads that look fine: their ready pods log a cause that persists (the
+    newest workloads' pods are read when there are more than `limits.max_pods`)."""
+    if len(ready) > limits.max_pods:
+        notes.append(f"logs of {limits.max_pods} of {len(ready)} ready workloads read")
+    return scan(kube, context, ready[-limits.max_pods :] if limits.max_pods > 0 else [], limits, notes)
+
+
+def gather_member(
+    kube: KubernetesPort,
+    context: Any,
+    suspect: dict[str, Any],
+    window_minutes: int,
+    limits: GatherLimits,
+    clock: Callable[[], float],
+) -> dict[str, Any]:
+    """One suspect's full evidence (with the log tails the scan read, when it was found that way)."""
+    ref = ObjectRef.from_dict(suspect["subject"])
+    evidence = gather_evidence(
+        kube, context, ref.kind, ref.namespace, ref.name, window_minutes, limits=limits, clock=clock
+    )
+    member = {k: v for k, v in suspect.items() if k not in ("logs", "pod")}
+    return {**member, "evidence": with_scanned_logs(evidence, suspect).to_dict()}
+
+
+def namespace_snapshot(
+    objs: dict[str, list[dict[str, Any]]], namespace: str, context: Any, now: float
+) -> Snapshot:
+    snapshot = Snapshot(context=str(getattr(context, "name", context)), collected_at=now)
+    snapshot.namespaces_in_scope = frozenset({namespace})
+    snapshot.pods, snapshot.replica_sets = objs["Pod"], objs["ReplicaSet"]
+    snapshot.jobs, snapshot.deployments = objs["Job"], objs["Deployment"]
+    return snapshot
 
 
 def survey_listed(
@@ -186,11 +232,7 @@ def survey_listed(
 ) -> dict[str, Any]:
     """The survey over objects already listed (one namespace's share of cluster-wide lists, for the
     cluster investigation: ai/cluster_triage.py)."""
-    snapshot = Snapshot(context=str(getattr(context, "name", context)), collected_at=now)
-    snapshot.namespaces_in_scope = frozenset({namespace})
-    snapshot.pods, snapshot.replica_sets = objs["Pod"], objs["ReplicaSet"]
-    snapshot.jobs, snapshot.deployments = objs["Job"], objs["Deployment"]
-
+    snapshot = namespace_snapshot(objs, namespace, context, now)
     inventory = _inventory(objs)
     known = {ref.key for ref in inventory}
     suspects: dict[str, Suspect] = {}

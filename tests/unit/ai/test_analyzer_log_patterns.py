@@ -65,3 +65,67 @@ def test_client_go_log_line_with_escaped_quotes(evidence):
     [finding] = log_patterns.ANALYZER(ev)
     assert "may not watch pods" in finding.summary
     assert 'verbs: ["watch"]' in finding.recommendations[0].details
+
+
+def _running(evidence, lines: list[str]):
+    """The healthy deployment's ready pod, logging `lines`."""
+    ev = evidence("healthy-deployment")
+    pod = ev.pods[0]
+    ev.logs = [LogTail(pod["metadata"]["namespace"], pod["metadata"]["name"], "nginx", lines=tuple(lines))]
+    return ev
+
+
+def test_each_cause_a_running_app_names_in_its_log(evidence):
+    cases = {
+        "connection_refused": "dial tcp 10.96.14.2:5432: connect: connection refused",
+        "dependency_timeout": 'Get "http://pricing:8080/quote": dial tcp 10.96.3.9:8080: i/o timeout',
+        "disk_full": "write /data/wal/000123.log: no space left on device",
+        "dns_failure": "dial tcp: lookup pricing on 10.96.0.10:53: no such host",
+        "certificate_expired": "tls: failed to verify certificate: x509: certificate has expired",
+    }
+    for category, line in cases.items():
+        [finding] = log_patterns.ANALYZER(_running(evidence, [line] * 6))
+        assert finding.category == category, line
+        assert finding.confidence >= 0.5 and "6 of its last 6 log lines" in finding.summary
+        assert finding.citations[-1].value == line
+
+
+def test_the_address_a_refused_or_timed_out_call_went_to_is_named(evidence):
+    [refused] = log_patterns.ANALYZER(_running(evidence, ["connect ECONNREFUSED 10.0.0.7:6379"] * 5))
+    assert "'10.0.0.7:6379'" in refused.summary and refused.recommendations[0].action == "check_dependency"
+    [slow] = log_patterns.ANALYZER(
+        _running(evidence, ["psycopg2.OperationalError: connection to orders-db:5432 timed out"] * 5)
+    )
+    assert slow.category == "dependency_timeout" and "'orders-db:5432'" in slow.summary
+
+
+def test_a_line_counts_for_its_first_cause_only(evidence):
+    # A lookup that times out is a DNS problem, not a slow dependency.
+    [finding] = log_patterns.ANALYZER(
+        _running(evidence, ["dial tcp: lookup db on 10.96.0.10:53: i/o timeout"] * 5)
+    )
+    assert finding.category == "dns_failure"
+
+
+def test_the_threshold_for_a_ready_container_both_ways(evidence):
+    normal = [f"GET /items/{i} 200 2ms" for i in range(50)]
+    refused = "dial tcp 10.96.14.2:5432: connect: connection refused"
+    # Four lines in eight: too few, however large the share.
+    [few] = log_patterns.ANALYZER(_running(evidence, [refused, "ok"] * 4))
+    assert few.confidence < 0.5
+    # Five lines among 55: enough lines, but fewer than one in ten.
+    [rare] = log_patterns.ANALYZER(_running(evidence, normal + [refused] * 5))
+    assert rare.confidence < 0.5
+    # Five lines among 50 is one in ten: it persists.
+    [lasting] = log_patterns.ANALYZER(_running(evidence, normal[:45] + [refused] * 5))
+    assert lasting.confidence >= 0.5
+    assert log_patterns.persistent(5, 50) and not log_patterns.persistent(5, 51)
+    assert not log_patterns.persistent(4, 4)
+
+
+def test_a_very_long_line_is_judged_on_its_start(evidence):
+    line = "x" * 100_000 + " connection refused"
+    assert log_patterns.causes([line]) == {}
+    assert log_patterns.causes(["connection refused " + "x" * 100_000]) == {
+        "connection_refused": ["connection refused " + "x" * 100_000]
+    }
