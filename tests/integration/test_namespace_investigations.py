@@ -276,6 +276,9 @@ def test_a_namespace_with_two_broken_workloads_names_both_and_ranks_the_outage_f
 def test_a_namespace_of_look_alikes_is_healthy(handler, mint, look_alikes_ns):
     token = mint(sub="alice", scopes="read,write")
     item = investigate_namespace(handler, token, look_alikes_ns)
+    # Listed with the namespace's investigations (?namespace= names the namespace investigated).
+    code, _, listed = invoke(handler, list_event(token, namespace=look_alikes_ns, limit=500))
+    assert code == 200 and item["investigation_id"] in [i["investigation_id"] for i in listed["items"]]
     assert item["root_cause"]["category"] == "healthy", item["findings_summary"]
     assert item["findings"] == [] and item["recommendations"] == []
     triage = item["triage"]

@@ -226,8 +226,7 @@ class InvestigationService:
         records = [
             r
             for r in self._store.list([status] if status else STATUSES)
-            if (namespace is None or (r.get("resource") or {}).get("namespace") == namespace)
-            and r.get("context") == context
+            if (namespace is None or _about_namespace(r, namespace)) and r.get("context") == context
         ]
         records = visible(records)
         records.sort(key=_sort_key(sort_by or "start_time"))
@@ -245,6 +244,14 @@ class InvestigationService:
         waiting = self._store.list(["pending", "in_progress"])
         mine = Counter(r.get("status") for r in waiting if r.get("context") == context)
         return {"pending": mine["pending"], "in_progress": mine["in_progress"]}
+
+
+def _about_namespace(record: dict[str, Any], namespace: str) -> bool:
+    """An investigation of something in the namespace, or of the namespace itself."""
+    resource = record.get("resource") or {}
+    if resource.get("kind") == "Namespace":
+        return resource.get("name") == namespace
+    return resource.get("namespace") == namespace
 
 
 def _sort_key(sort_by: str) -> Callable[[dict[str, Any]], Any]:
