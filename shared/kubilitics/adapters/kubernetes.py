@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from kubilitics.adapters.kube_rest import KubeRestClient, KubeRestClients
 from kubilitics.adapters.kubeconfig import ContextConfig
 from kubilitics.errors import KubernetesApiError, KubiliticsError
+from kubilitics.kube_paths import segment
 from kubilitics.rawjson import split_list
 
 DISCOVERY_TTL_SECONDS = 300
@@ -31,13 +32,6 @@ DISCOVERY_REFRESH_AFTER_SECONDS = 5
 TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 # PartialObjectMetadataList, falling back to the full list on servers that do not offer it.
 METADATA_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json"
-
-
-def _refuse_dot_segments(*segments: str | None) -> None:
-    """ "." or ".." as a name would be resolved as a relative path: `configmaps/..` is the namespace."""
-    for segment in segments:
-        if segment in (".", ".."):
-            raise KubiliticsError(f"{segment!r} is not a valid name", code="invalid_parameter")
 
 
 @dataclass(frozen=True)
@@ -59,12 +53,11 @@ class ResourceType:
         self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
     ) -> str:
         base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
-        _refuse_dot_segments(namespace, name)
         if self.namespaced and namespace:
-            base += f"/namespaces/{quote(namespace, safe='')}"
+            base += f"/namespaces/{segment(namespace)}"
         base += f"/{self.plural}"
         if name:
-            base += f"/{quote(name, safe='')}"
+            base += f"/{segment(name)}"
         if subresource:
             base += f"/{subresource}"
         return base
@@ -453,8 +446,7 @@ class KubernetesGateway:
     # ---- pods: logs and exec ---------------------------------------------------------------
 
     def pod_logs(self, context: ContextConfig, namespace: str, name: str, params: dict[str, Any]) -> str:
-        _refuse_dot_segments(namespace, name)
-        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/log"
+        path = f"/api/v1/namespaces/{segment(namespace)}/pods/{segment(name)}/log"
         response = self.client(context).request(
             "GET", path, timeout=self.timeout, params=params, accept="*/*"
         )
@@ -472,8 +464,7 @@ class KubernetesGateway:
 
         The request is made on `open()` or the first line; `close()` ends the stream from any thread.
         """
-        _refuse_dot_segments(namespace, name)
-        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/log"
+        path = f"/api/v1/namespaces/{segment(namespace)}/pods/{segment(name)}/log"
         client = self.client(context)
         return LogLines(
             lambda: client.request(
@@ -598,8 +589,7 @@ class KubernetesGateway:
                ("stdin", "true" if stdin else "false"), ("tty", "true" if tty else "false")]
         )  # fmt: skip
         base = context.server.rstrip("/").replace("https://", "wss://", 1).replace("http://", "ws://", 1)
-        _refuse_dot_segments(namespace, pod)
-        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/exec"
+        path = f"/api/v1/namespaces/{segment(namespace)}/pods/{segment(pod)}/exec"
         try:
             return connect(
                 f"{base}{path}?{query}",
