@@ -25,7 +25,7 @@ run: setup
 # on a loaded 2-core machine. A test that fails three times fails the run; -rR names the rerun ones.
 test: setup testbed-up
 	$(BIN)/pytest -q tests/unit
-	$(BIN)/pytest -q -rR --reruns 2 --reruns-delay 3 tests/integration tests/e2e tests/testbed
+	$(BIN)/pytest -q -rR --reruns 2 --reruns-delay 3 tests/integration tests/e2e tests/testbed tests/faults
 
 test-unit: setup
 	$(BIN)/pytest -q tests/unit
@@ -55,7 +55,7 @@ format: setup
 bench: setup
 	$(BIN)/python -m bench
 
-## evals: apply every diagnosis scenario to the test cluster and print accuracy per category
+## evals: apply every diagnosis scenario (resources, namespaces, nodes, cluster) to the test cluster; accuracy per scope and category
 evals: setup testbed-up
 	$(BIN)/python -m tests.evals.run --api
 

@@ -169,13 +169,13 @@ def test_state_records_conditional_updates(aws):
 
 
 class _Failing:
-    """A DynamoDB client whose every call fails with a (non-conditional) service error."""
+    """A DynamoDB client whose every call fails with a (non-conditional, not transient) service error."""
 
     def __getattr__(self, operation: str) -> Callable[..., Any]:
         from botocore.exceptions import ClientError
 
         def call(**_: Any) -> Any:
-            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}}, operation)
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "boom"}}, operation)
 
         return call
 
@@ -329,7 +329,7 @@ def test_a_failed_settlement_retry_is_a_database_error(monkeypatch):
     class Client:
         def update_item(self, **request: Any) -> Any:
             calls.append(request)
-            code = "ConditionalCheckFailedException" if len(calls) == 1 else "InternalServerError"
+            code = "ConditionalCheckFailedException" if len(calls) == 1 else "ValidationException"
             raise ClientError({"Error": {"Code": code, "Message": "no"}}, "UpdateItem")
 
     monkeypatch.setattr(ddb, "client", lambda service: Client())
@@ -340,3 +340,31 @@ def test_a_failed_settlement_retry_is_a_database_error(monkeypatch):
         {"reason": "ClientError"},
     )
     assert ["ConditionExpression" in request for request in calls] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("ProvisionedThroughputExceededException", 400),
+        ("ThrottlingException", 400),
+        ("RequestLimitExceeded", 400),
+        ("InternalServerError", 500),
+        ("ServiceUnavailable", 503),
+    ],
+)
+def test_throttling_and_server_errors_are_a_503_to_retry(monkeypatch, code, status):
+    """Still failing after botocore's retries: the caller may try again shortly (Retry-After)."""
+    from botocore.exceptions import ClientError
+
+    class Client:
+        def get_item(self, **_: Any) -> Any:
+            raise ClientError(
+                {"Error": {"Code": code, "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+                "GetItem",
+            )
+
+    monkeypatch.setattr(ddb, "client", lambda service: Client())
+    with pytest.raises(DatabaseError) as raised:
+        ddb.DynamoActionStore(STATE).get("a")
+    assert raised.value.code == "service_unavailable" and raised.value.headers == {"Retry-After": "1"}
+    assert raised.value.details == {"reason": "ClientError", "aws_error": code}

@@ -20,8 +20,36 @@ def _is_conditional_failure(exc: Exception) -> bool:
     return getattr(exc, "response", {}).get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+# What DynamoDB answers when it is overloaded or failing (still so after botocore's own retries):
+# the caller may try again shortly, so these are a 503 with Retry-After, not a 500.
+_TRANSIENT_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionInProgressException",
+    }
+)
+_TRANSIENT_TYPES = frozenset(
+    {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}
+)
+DATABASE_RETRY_AFTER_SECONDS = 1
+
+
 def _database_error(what: str, exc: Exception) -> DatabaseError:
-    """`<what> failed`; the details name only the type of the error from DynamoDB."""
+    """`<what> failed`; the details name only the type of the error from DynamoDB (and its code)."""
+    response = getattr(exc, "response", None) or {}
+    code = str((response.get("Error") or {}).get("Code") or "")
+    status = int((response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+    if code in _TRANSIENT_CODES or status >= 500 or type(exc).__name__ in _TRANSIENT_TYPES:
+        return DatabaseError(
+            f"{what} failed: DynamoDB is unavailable or throttling; try again shortly",
+            code="service_unavailable",
+            details={"reason": type(exc).__name__, **({"aws_error": code} if code else {})},
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
     return DatabaseError(f"{what} failed", details={"reason": type(exc).__name__})
 
 

@@ -111,23 +111,36 @@ class KubeRestClient:
         if body is not None:
             headers["Content-Type"] = content_type
         try:
-            response = self._pool.request(
-                method,
-                url,
-                body=body,
-                headers=headers,
-                timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
-                preload_content=not stream,
-            )
+            try:
+                response = self._send(method, url, body, headers, timeout, stream)
+            except urllib3.exceptions.ProtocolError:
+                # A kept-alive connection the server (or a load balancer in front of it) closed while
+                # it sat in the pool: a read is sent once more, on a fresh connection.
+                if method not in ("GET", "HEAD"):
+                    raise
+                response = self._send(method, url, body, headers, timeout, stream)
         except urllib3.exceptions.HTTPError as exc:
             raise KubernetesApiError(
                 f"Kubernetes API unreachable: {type(exc).__name__}",
                 details={"context": self.context.name, "reason": _reason(exc)},
+                headers={"Retry-After": str(KUBE_RETRY_AFTER_SECONDS)},
             ) from exc
         if response.status >= 400:
             data = response.data if not stream else response.read()
             raise api_error(response.status, data, self.context.name)
         return response
+
+    def _send(
+        self, method: str, url: str, body: bytes | None, headers: HTTPHeaderDict, timeout: float, stream: bool
+    ) -> urllib3.BaseHTTPResponse:
+        return self._pool.request(
+            method,
+            url,
+            body=body,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
+            preload_content=not stream,
+        )
 
     def json(self, method: str, path: str, *, timeout: float, **kwargs: Any) -> dict[str, Any]:
         result: dict[str, Any] = orjson.loads(self.request(method, path, timeout=timeout, **kwargs).data)
@@ -135,6 +148,10 @@ class KubeRestClient:
 
     def get_json(self, path: str, *, timeout: float, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.json("GET", path, timeout=timeout, params=params)
+
+
+# An API server that is down, slow or failing (502 kubernetes_api_error): when to ask again.
+KUBE_RETRY_AFTER_SECONDS = 5
 
 
 def api_error(status: int, data: bytes, context: str) -> KubiliticsError:
@@ -190,7 +207,9 @@ def api_error(status: int, data: bytes, context: str) -> KubiliticsError:
     if status == 429:
         return KubiliticsError(message, code="too_many_requests", details=details)
     return KubernetesApiError(
-        f"Kubernetes API error ({status}): {message}", details={"context": context, "status": status}
+        f"Kubernetes API error ({status}): {message}",
+        details={"context": context, "status": status},
+        headers={"Retry-After": str(KUBE_RETRY_AFTER_SECONDS)} if status >= 500 else None,
     )
 
 
