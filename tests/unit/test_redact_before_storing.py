@@ -142,8 +142,15 @@ def test_a_chat_message_is_stored_without_the_aws_key_it_contains(aws: Any):
 
     history = get_container().chat_history
     allowed = SimpleNamespace(allowed=True, limit=50, reset_after=0)
+    # An empty cluster: the message's words name nothing there, and the cluster it asks about is healthy.
+    empty = SimpleNamespace(
+        resource_type=lambda _ctx, kind: SimpleNamespace(
+            kind=kind, namespaced=kind not in ("Node", "Namespace")
+        ),
+        list_objects=lambda *_args, **_kw: {"items": []},
+    )
     chat = ChatService(
-        kube=None,  # type: ignore[arg-type]
+        kube=empty,  # type: ignore[arg-type]
         contexts=lambda *_args: None,
         history=history,
         ledger=None,
