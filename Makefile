@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-unit lint format bench evals testbed-up testbed-down sam-build clean iam-check lambda-test
+.PHONY: setup run test test-unit lint format bench evals testbed-up testbed-down sam-build clean iam-check lambda-test soak
 
 setup: $(STAMP)
 
@@ -39,6 +39,13 @@ iam-check: setup testbed-up
 ## and awslambdaric, no Docker) with each events/ file; packaging limits; Init Duration per function
 lambda-test: setup testbed-up
 	$(BIN)/python -m tests.lambda_runtime
+
+## soak: 50 clients mixing reads, writes, watches, logs, exec, investigations and chat against the
+## local server for SOAK_SECONDS (10 minutes; CI runs 60 s): p50/p99 per route, no 5xx, RSS flat
+## after warm-up, rate limits exact, no watch event lost (tests/soak.py)
+SOAK_SECONDS ?= 600
+soak: setup testbed-up
+	$(BIN)/python -m tests.soak --seconds $(SOAK_SECONDS)
 
 ## lint: ruff, mypy, and the SAM template (sam validate --lint, cfn-lint)
 lint: setup

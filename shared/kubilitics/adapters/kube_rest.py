@@ -122,7 +122,7 @@ class KubeRestClient:
         except urllib3.exceptions.HTTPError as exc:
             raise KubernetesApiError(
                 f"Kubernetes API unreachable: {type(exc).__name__}",
-                details={"context": self.context.name, "reason": _reason(exc)},
+                details={"context": self.context.name, "reason": connection_reason(exc)},
                 headers={"Retry-After": str(KUBE_RETRY_AFTER_SECONDS)},
             ) from exc
         if response.status >= 400:
@@ -213,7 +213,8 @@ def api_error(status: int, data: bytes, context: str) -> KubiliticsError:
     )
 
 
-def _reason(exc: Exception) -> str:
+def connection_reason(exc: Exception) -> str:
+    """Why a connection to the API server failed, in a word (`details.reason`)."""
     text = repr(exc).lower()
     if "timeout" in text or "timed out" in text:
         return "connection_timeout"

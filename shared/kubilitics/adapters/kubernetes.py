@@ -606,9 +606,12 @@ class KubernetesGateway:
                 from kubilitics.adapters.kube_rest import api_error
 
                 raise api_error(status, body, context.name) from exc
+            from kubilitics.adapters.kube_rest import KUBE_RETRY_AFTER_SECONDS, connection_reason
+
             raise KubiliticsError(
                 f"Could not open an exec stream: {type(exc).__name__}", code="kubernetes_api_error",
-                details={"context": context.name},
+                details={"context": context.name, "reason": connection_reason(exc)},
+                headers={"Retry-After": str(KUBE_RETRY_AFTER_SECONDS)},
             ) from exc  # fmt: skip
 
 
