@@ -303,7 +303,7 @@ def diagnose_cluster(document: dict[str, Any]) -> dict[str, Any]:
         problems.append(
             {
                 "subject": API_SERVER.to_dict(),
-                "category": "unknown",
+                "category": "apiserver_not_ready",
                 "severity": "critical",
                 "confidence": 0.9,
                 "summary": f"The API server is not ready: {', '.join(readyz['failed'][:5])}.",

@@ -54,11 +54,13 @@ CATEGORIES: dict[str, str] = {
     "disk_full": "the application runs out of disk space (no space left on device)",
     "connection_refused": "a service the application calls refuses its connections",
     "dependency_timeout": "a service the application calls does not answer in time",
+    "apiserver_not_ready": "the Kubernetes API server fails its own readiness checks (/readyz)",
     HEALTHY: "nothing is wrong",
     UNKNOWN: "the evidence does not support a cause",
 }
 
 PRECEDENCE: tuple[str, ...] = (
+    "apiserver_not_ready",
     "node_not_ready",
     "eviction_pressure",
     "quota_exceeded",
@@ -97,6 +99,10 @@ PRECEDENCE: tuple[str, ...] = (
 )
 
 assert set(PRECEDENCE) == set(CATEGORIES) - {HEALTHY, UNKNOWN}, "every category needs a precedence"
+
+# Categories the cluster triage names from what the cluster reports about itself, not an analyzer
+# from a workload's evidence (ai/cluster_triage.py).
+CLUSTER_CATEGORIES = frozenset({"apiserver_not_ready"})
 
 
 def precedence(category: str) -> int:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from kubilitics.ai.analyzers import ANALYZERS
-from kubilitics.ai.taxonomy import CATEGORIES, HEALTHY, PRECEDENCE, UNKNOWN
+from kubilitics.ai.taxonomy import CATEGORIES, CLUSTER_CATEGORIES, HEALTHY, PRECEDENCE, UNKNOWN
 
 
 def test_every_category_has_an_analyzer_that_reports_it():
     covered = {c for a in ANALYZERS for c in a.categories}
-    assert covered == set(CATEGORIES) - {HEALTHY, UNKNOWN}
+    assert covered == set(CATEGORIES) - {HEALTHY, UNKNOWN} - CLUSTER_CATEGORIES
 
 
 def test_analyzer_names_are_unique_and_categories_are_real():
