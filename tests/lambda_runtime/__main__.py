@@ -305,8 +305,9 @@ def bench_figures(folders: list[str], runs: int) -> dict[str, dict[str, Any]]:
 def print_table(outcomes: list[Outcome], bench: dict[str, dict[str, Any]], cold_starts: int) -> None:
     print(
         f"\ninit ms: Init Duration as the emulator reports it (INIT REPORT), median of {cold_starts} cold "
-        "starts, each a new\n  emulator and runtime process; no bytecode cache, as on Lambda's read-only "
-        "/var/task and /opt.\nbench: `bench cold_start` in-process for the same function, median of "
+        "starts, each a new\n  emulator and runtime process; the bytecode compiled at build, none written, "
+        "as on Lambda's read-only /var/task and /opt.\nbench: `bench cold_start` in-process for the same "
+        "function, median of "
         f"{cold_starts} (import = interpreter start\n  to module imported; cold = import + first event); "
         "it measures the FastAPI functions only.\n"
     )

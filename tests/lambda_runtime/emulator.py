@@ -85,7 +85,7 @@ def lambda_environment(
         "LAMBDA_RUNTIME_DIR": str(runtime.runtime_dir),
         "PYTHONPATH": f"{opt}/python/lib/python{python}/site-packages:{opt}/python:{runtime.runtime_dir}",
         "LD_LIBRARY_PATH": f"{runtime.runtime_dir}:{runtime.runtime_dir}/lib:{task}:{task}/lib:{opt}/lib",
-        # /var/task and /opt are read-only on Lambda: no bytecode is cached between cold starts.
+        # /var/task and /opt are read-only on Lambda: only the bytecode compiled at build is there.
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONNOUSERSITE": "1",  # Lambda's user has no site-packages of its own
         "AWS_EXECUTION_ENV": f"AWS_Lambda_{function.runtime}",
