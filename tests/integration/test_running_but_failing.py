@@ -7,7 +7,8 @@ test cluster (its kubelet stand-in runs their endless loops in time, so their lo
 - catalog logs the same error once among twelve ordinary lines each round: more than five such
   lines, but fewer than one in ten (the threshold, ai/analyzers/log_patterns.py), so the namespace
   around it is healthy;
-- the cluster investigation finds checkout through the same log scan.
+- the cluster investigation finds checkout through the same log scan;
+- the investigation of checkout's node lists it (its own problem, not the node's).
 """
 
 from __future__ import annotations
@@ -166,3 +167,18 @@ def test_the_cluster_investigation_finds_it_through_the_same_scan(handler, mint,
     }
     assert ("connection_refused", failing_ns, "checkout") in found, sorted(found)
     assert not any(ns == noisy_ns for _, ns, _ in found), sorted(found)
+
+
+def test_the_node_investigation_lists_it_as_its_own_problem(handler, mint, failing_ns, k8s_cluster):
+    node = k8s_cluster.kubectl(
+        "get", "pods", "-n", failing_ns, "-l", "app=checkout", "-o", "jsonpath={.items[0].spec.nodeName}"
+    ).stdout.strip()
+    token = mint(sub="alice", scopes="read,write")
+    status, _, started = invoke(handler, start_event(token, {"resource_kind": "Node", "resource_name": node}))
+    assert status == 202, started
+    item = _finished(handler, token, started["investigation_id"], 120, "node investigation")
+    assert item["status"] == "completed", item
+    logged = [e for e in item["triage"]["logged"] if e["subject"]["namespace"] == failing_ns]
+    assert [e["subject"]["name"] for e in logged] == ["checkout"], item["triage"]["logged"]
+    assert "connection_refused" in logged[0]["why"] and REFUSED in logged[0]["why"]
+    assert not any(f["subject"].get("name") == "checkout" for f in item["findings"])

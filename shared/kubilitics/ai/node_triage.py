@@ -23,8 +23,9 @@ node, from its cluster-wide lists):
   the pods bound to it exceed its allocatable (`insufficient_cpu` / `insufficient_memory`).
 
 A pod that fails for its own reasons (a crash, a bad image) on a healthy node is not the node's
-problem: it is counted in a note. Nothing is judged from names or labels beyond what the scheduler
-itself matches (node labels against the pod's selector).
+problem: it is counted in a note. So are ready pods on the node whose current log names a cause that
+persists (ai/log_scan.py: one pod per workload, at most 10), with the line. Nothing is judged from
+names or labels beyond what the scheduler itself matches (node labels against the pod's selector).
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubilitics.ai.evidence import Evidence, ObjectRef
+from kubilitics.ai.insights.base import Snapshot
 from kubilitics.ai.kube_json import (
     condition,
+    controller_of,
     event_last_seen,
     labels_of,
     meta,
@@ -47,6 +50,7 @@ from kubilitics.ai.kube_json import (
     pod_finished,
     pod_is_ready,
 )
+from kubilitics.ai.log_scan import LogScanLimits, candidates, scan
 from kubilitics.ai.taxonomy import SEVERITY_ORDER, precedence
 from kubilitics.errors import KubiliticsError
 from kubilitics.ports import KubernetesPort
@@ -129,6 +133,10 @@ def gather_node(
         listed_events = pool.submit(events)
         bound, unscheduled, evs = on_node.result(), waiting.result(), listed_events.result()
     slim = slim_node(node, bound)
+    snapshot = Snapshot(context=str(getattr(context, "name", context)), collected_at=now)
+    snapshot.pods = bound
+    logs = LogScanLimits()
+    logged = scan(kube, context, candidates(bound, snapshot, set())[-logs.max_pods :], logs, notes)
     return {
         "scope": SCOPE,
         "target": ObjectRef("Node", name).to_dict(),
@@ -139,8 +147,25 @@ def gather_node(
         "pods": [slim_pod(p) for p in bound],
         "pending": [slim_pod(p) for p in unscheduled if pinned_to(p, slim)],
         "events": [slim_event(e) for e in evs],
+        "logged": [{"subject": _top_owner(kube, context, s["subject"]), "why": s["why"]} for s in logged],
         "notes": notes,
     }
+
+
+def _top_owner(kube: KubernetesPort, context: Any, subject: dict[str, Any]) -> dict[str, Any]:
+    """A ReplicaSet's Deployment, a Job's CronJob (one read each; only the node's pods were listed)."""
+    if subject.get("kind") not in ("ReplicaSet", "Job"):
+        return subject
+    try:
+        owned = kube.get(
+            context, kube.resource_type(context, subject["kind"]), subject["namespace"], subject["name"]
+        )
+    except KubiliticsError:
+        return subject
+    owner = controller_of(owned)
+    if not owner:
+        return subject
+    return ObjectRef(str(owner.get("kind")), str(owner.get("name")), subject["namespace"]).to_dict()
 
 
 def slim_node(node: dict[str, Any], pods: list[dict[str, Any]]) -> dict[str, Any]:
@@ -724,6 +749,12 @@ def diagnose_node(document: dict[str, Any]) -> dict[str, Any]:
         window_minutes=window,
     )
     notes = list(document.get("notes") or []) + notes
+    for logged in document.get("logged") or []:
+        subject = ObjectRef.from_dict(logged["subject"])
+        notes.append(
+            f"{subject.kind} {subject.namespace}/{subject.name} on node {name} is {logged['why']} "
+            "(its own problem, not the node's: investigate it)"
+        )
     pods = [p for p in document.get("pods") or [] if not pod_finished(p)]
     conditions = {
         str(c.get("type")): str(c.get("status")) for c in (node.get("status") or {}).get("conditions") or []
@@ -738,6 +769,8 @@ def diagnose_node(document: dict[str, Any]) -> dict[str, Any]:
         "pods": len(pods),
         "affected": len(affected),
         "affected_pods": sorted(f"{ns}/{n}" for ns, n in affected)[:MAX_AFFECTED_FINDINGS],
+        # Workloads on the node whose ready pods log a cause that persists: theirs, not the node's.
+        "logged": list(document.get("logged") or []),
     }
     return rolled_up(target, problems, triage, notes, healthy_summary=_healthy_summary(node, triage))
 
