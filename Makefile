@@ -22,10 +22,11 @@ run: setup
 
 ## test: the whole suite (unit, integration on the test cluster, end-to-end on the local server)
 # Tests on the simulated cluster get two reruns: its kubelet stand-in and exec are timing-sensitive
-# on a loaded 2-core machine. A test that fails three times fails the run; -rR names the rerun ones.
+# on a loaded 2-core machine. A test that fails three times fails the run; -rR names the rerun ones,
+# --durations=20 the 20 slowest tests.
 test: setup testbed-up
 	$(BIN)/pytest -q tests/unit
-	$(BIN)/pytest -q -rR --reruns 2 --reruns-delay 3 tests/integration tests/e2e tests/testbed tests/faults
+	$(BIN)/pytest -q -rR --durations=20 --reruns 2 --reruns-delay 3 tests/integration tests/e2e tests/testbed tests/faults
 
 test-unit: setup
 	$(BIN)/pytest -q tests/unit

@@ -28,7 +28,7 @@ class RawJSON(bytes):
 
 
 @functools.cache
-def _decoders() -> tuple[Any, Any]:
+def _decoders() -> tuple[Any, Any, Any, Any]:
     import msgspec
 
     # Fields not named here (kind, apiVersion, spec, status, managedFields...) are skipped, not built.
@@ -42,7 +42,15 @@ def _decoders() -> tuple[Any, Any]:
     with_identity = msgspec.defstruct(
         "WithIdentity", [("metadata", identity, msgspec.field(default_factory=identity))]
     )
-    return msgspec.json.Decoder(envelope), msgspec.json.Decoder(with_identity)
+    # An object's metadata as its text, then that text's managedFields as theirs.
+    metadata = msgspec.defstruct("MetadataText", [("metadata", msgspec.Raw, msgspec.Raw())])
+    managed = msgspec.defstruct("ManagedText", [("managedFields", msgspec.Raw, msgspec.Raw())])
+    return (
+        msgspec.json.Decoder(envelope),
+        msgspec.json.Decoder(with_identity),
+        msgspec.json.Decoder(metadata),
+        msgspec.json.Decoder(managed),
+    )
 
 
 def split_list(data: bytes, api_version: str, kind: str) -> dict[str, Any]:
@@ -74,3 +82,47 @@ def identity(item: bytes) -> dict[str, str]:
         "namespace": meta.namespace or "",
         "creationTimestamp": meta.creationTimestamp or "",  # Kubernetes writes null for "not set"
     }
+
+
+_METADATA_KEY = b'"metadata":'
+_MANAGED_KEY = b'"managedFields":'
+
+
+def without_managed_fields(item: bytes) -> RawJSON:
+    """The object's text without `metadata.managedFields` (server-side apply's bookkeeping, most of a
+    small object's metadata; kubectl hides it too), cut out of the text: nothing is re-encoded.
+
+    msgspec gives the exact text of `metadata` and of its `managedFields`. The first `"metadata":`
+    of an object the API server wrote is its own (apiVersion and kind, if any, come first and hold
+    no quotes); within metadata the key with exactly that value follows a comma or opens it. Where
+    the text is laid out otherwise, the object is re-encoded instead.
+    """
+    if _MANAGED_KEY not in item:
+        return RawJSON(item)
+    meta = bytes(_decoders()[2].decode(item).metadata)
+    at = item.find(_METADATA_KEY) + len(_METADATA_KEY)
+    if not meta or at < len(_METADATA_KEY) or item[at : at + len(meta)] != meta:
+        return _reencoded(item)
+    value = bytes(_decoders()[3].decode(meta).managedFields)
+    if not value:  # the key was elsewhere (a string, another field): nothing to leave out
+        return RawJSON(item)
+    inner = meta.find(b"," + _MANAGED_KEY + value)
+    if inner >= 0:
+        cut = meta[:inner] + meta[inner + 1 + len(_MANAGED_KEY) + len(value) :]
+    elif meta.startswith(b"{" + _MANAGED_KEY + value):
+        rest = meta[1 + len(_MANAGED_KEY) + len(value) :]
+        cut = b"{" + (rest[1:] if rest.startswith(b",") else rest)
+    else:
+        return _reencoded(item)
+    return RawJSON(item[:at] + cut + item[at + len(meta) :])
+
+
+def _reencoded(item: bytes) -> RawJSON:
+    return RawJSON(orjson.dumps(strip_managed_fields(orjson.loads(item))))
+
+
+def strip_managed_fields(obj: Any) -> Any:
+    """`obj` (a parsed object) without `metadata.managedFields`, in place."""
+    if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict):
+        obj["metadata"].pop("managedFields", None)
+    return obj

@@ -212,12 +212,15 @@ def test_listed_items_are_kubernetes_objects_a_client_can_put_back(api, twenty_t
     )
     item = body["items"][0]
     assert (item["apiVersion"], item["kind"]) == ("v1", "ConfigMap")
-    assert set(item["metadata"]) >= {
-        "creationTimestamp",
-        "resourceVersion",
-        "uid",
-        "managedFields",
-    }  # camelCase
+    assert set(item["metadata"]) >= {"creationTimestamp", "resourceVersion", "uid"}  # camelCase
+    assert "managedFields" not in item["metadata"]  # left out, as kubectl does, unless asked for
+    _, _, full = api(
+        "GET",
+        "/api/v1/resources/ConfigMap",
+        {"namespace": twenty_three, "field_selector": "metadata.name=cm-03", "show_managed_fields": "true"},
+    )
+    managed = full["items"][0]["metadata"].pop("managedFields")
+    assert managed[0]["operation"] in ("Update", "Apply") and full["items"][0] == item
     item["data"]["added"] = "yes"
     status, _, updated = api("PUT", f"/api/v1/resources/ConfigMap/{twenty_three}/cm-03", body=item)
     assert status == 200, updated
@@ -457,7 +460,11 @@ def test_create_returns_201_with_the_stored_object(api, on_cluster, k8s_namespac
     assert headers["x-ratelimit-limit"] == "50"  # the write category
     assert body["metadata"]["namespace"] == k8s_namespace and body["metadata"]["uid"]
     assert body["data"] == {"key": "app-config"} and body["metadata"]["labels"] == {"app": "web"}
-    stored = kubectl_json(on_cluster, "get", "configmap", "app-config", "-n", k8s_namespace)
+    assert "managedFields" not in body["metadata"]
+    stored = kubectl_json(
+        on_cluster, "get", "configmap", "app-config", "-n", k8s_namespace, "--show-managed-fields"
+    )
+    assert stored["metadata"]["managedFields"]  # the API server keeps them: only the answer leaves them out
     assert stored["metadata"]["uid"] == body["metadata"]["uid"]
 
     again = expect_error(

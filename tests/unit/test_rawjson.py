@@ -1,11 +1,14 @@
-"""Lists split into raw objects: what a client reads back must be the API server's objects, typed."""
+"""Lists split into raw objects: what a client reads back must be the API server's objects, typed
+(and without managedFields unless asked for)."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from kubilitics.api.responses import dumps
-from kubilitics.rawjson import RawJSON, identity, split_list
+from kubilitics.rawjson import RawJSON, identity, split_list, without_managed_fields
 
 
 def listed(items: list[dict], **list_metadata) -> bytes:
@@ -88,3 +91,78 @@ def test_identity_reads_name_namespace_and_creation_time():
         "namespace": "",
         "creationTimestamp": "",
     }
+
+
+# ---- managedFields left out (kubectl's default) ------------------------------------------------------
+
+_MANAGED = [{"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:data": {".": {}, "f:k": {}}}}]
+
+
+def _without(obj: dict) -> dict:
+    copy = orjson.loads(orjson.dumps(obj))
+    copy["metadata"].pop("managedFields", None)
+    return copy
+
+
+def test_managed_fields_are_cut_out_of_the_text_and_nothing_else_changes():
+    obj = {
+        "metadata": {"name": "a", "namespace": "n", "annotations": {"x": "y"}, "managedFields": _MANAGED},
+        "data": {"k": "v"},
+    }
+    text = orjson.dumps(obj)
+    assert without_managed_fields(text) == text.replace(b',"managedFields":' + orjson.dumps(_MANAGED), b"")
+    assert orjson.loads(bytes(without_managed_fields(text))) == _without(obj)
+
+
+def test_look_alikes_of_the_key_are_left_alone():
+    tricky = {
+        "metadata": {"name": "a", "annotations": {"managedFields": "mine"}, "managedFields": _MANAGED},
+        "spec": {"x": {"managedFields": [1]}, "note": ',"managedFields":[]'},
+    }
+    assert orjson.loads(bytes(without_managed_fields(orjson.dumps(tricky)))) == _without(tricky)
+    plain = orjson.dumps({"metadata": {"name": "b"}, "data": {"v": ',"managedFields":1'}})
+    assert without_managed_fields(plain) == plain
+    first = {"metadata": {"managedFields": _MANAGED, "name": "c"}, "data": {}}
+    assert without_managed_fields(orjson.dumps(first)) == b'{"metadata":{"name":"c"},"data":{}}'
+
+
+# Objects as the API server writes them: labels and annotations map strings to strings,
+# managedFields is a list of entries; anything else anywhere else.
+_strings = st.dictionaries(
+    st.sampled_from(["app", "managedFields", "x"]) | st.text(max_size=8), st.text(max_size=12)
+)
+_entries = st.lists(
+    st.fixed_dictionaries(
+        {"manager": st.text(max_size=8), "fieldsV1": st.dictionaries(st.text(max_size=6), st.just({}))}
+    ),
+    max_size=3,
+)
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["managedFields", "metadata", "name"]) | st.text(max_size=8), inner, max_size=3
+        )
+    ),
+    max_leaves=12,
+)
+_metadata = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.text(max_size=10),
+        "labels": _strings,
+        "annotations": _strings,
+        "managedFields": _entries,
+        "uid": st.text(max_size=10),
+    },
+)
+
+
+@given(
+    metadata=_metadata,
+    rest=st.dictionaries(st.sampled_from(["managedFields", "spec", "data"]), _values, max_size=3),
+)
+def test_any_object_loses_exactly_its_managed_fields(metadata, rest):
+    obj = {"metadata": metadata, **{k: v for k, v in rest.items() if k != "metadata"}}
+    assert orjson.loads(bytes(without_managed_fields(orjson.dumps(obj)))) == _without(obj)

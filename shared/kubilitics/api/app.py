@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, FastAPI
 
 from kubilitics import API_VERSION
@@ -24,5 +26,15 @@ def create_app(*routers: APIRouter, title: str = "Kubilitics API") -> FastAPI:
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(RequestContextMiddleware, max_body_bytes=get_settings().max_body_bytes)
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The document, built on its first request: nothing of it is imported at cold start."""
+    if app.openapi_schema is None:
+        from kubilitics.api.openapi import describe
+
+        app.openapi_schema = describe(app)
+    return app.openapi_schema

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from kubilitics.api.responses import JSONResponse
 from kubilitics.errors import ERROR_STATUS, KubiliticsError, error_body
@@ -69,6 +70,20 @@ def validation_error(exc: RequestValidationError) -> KubiliticsError:
     )
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method served at this path. Starlette's own `Allow` names only the methods of the first
+    route matching the path, and FastAPI makes a route per method."""
+    routes: list[BaseRoute] = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(KubiliticsError)
     async def _domain(request: Request, exc: KubiliticsError) -> JSONResponse:
@@ -85,7 +100,13 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             err = KubiliticsError(f"No route for {request.url.path}", code="not_found")
         elif exc.status_code == 405:
-            err = KubiliticsError(f"Method {request.method} not allowed here", code="method_not_allowed")
+            allowed = _allowed_methods(request)
+            err = KubiliticsError(
+                f"Method {request.method} not allowed here",
+                code="method_not_allowed",
+                details={"allowed_methods": allowed},
+                headers={"Allow": ", ".join(allowed)},  # RFC 9110 15.5.6
+            )
         else:
             code = next((c for c, s in ERROR_STATUS.items() if s == exc.status_code), "internal_server_error")
             err = KubiliticsError(str(exc.detail), code=code)

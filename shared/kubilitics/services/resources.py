@@ -19,7 +19,7 @@ from typing import Any
 from kubilitics import rawjson
 from kubilitics.errors import KubernetesApiError, KubiliticsError
 from kubilitics.ports import KubernetesPort
-from kubilitics.rawjson import RawJSON
+from kubilitics.rawjson import RawJSON, without_managed_fields
 from kubilitics.services.selectors import (
     is_dns1123_label,
     is_dns1123_subdomain,
@@ -52,6 +52,7 @@ class ListQuery:
     offset: int = 0
     sort_by: str | None = None  # name | created | age
     sort_order: str | None = None  # asc | desc
+    show_managed_fields: bool = False  # kubectl's default: left out
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,9 @@ class ResourcesService:
                 "returned": len(page.items),
                 "has_more": query.offset + len(page.items) < page.total,
             },
-            "items": page.items,
+            "items": page.items
+            if query.show_managed_fields
+            else [without_managed_fields(i) for i in page.items],
         }
 
     def _lister(

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 
 from kubilitics.adapters.kubeconfig import ContextConfig
+from kubilitics.api import documented as doc
 from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
 from kubilitics.api.responses import JSONResponse
@@ -17,6 +18,14 @@ from kubilitics.ports import Clock
 router = APIRouter(tags=["observability"])
 
 Name = Annotated[str | None, Query(min_length=1, max_length=253)]
+# Checked by the services (400 invalid_parameter naming the rule); declared for /openapi.json.
+NamespaceName = Annotated[
+    str | None, Query(min_length=1, max_length=253, json_schema_extra=doc.optional(doc.namespace_name()))
+]
+ObjectName = Annotated[
+    str | None, Query(min_length=1, max_length=253, json_schema_extra=doc.optional(doc.object_name()))
+]
+Time = doc.optional(doc.date_time(doc.RFC3339_EVENTS), doc.EMPTY)
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
@@ -33,12 +42,22 @@ async def list_events(
     _: Annotated[Principal, Depends(require("read", "read", fans_out=True))],
     context: KubeContext,
     services: Services,
-    namespace: Name = None,
+    namespace: NamespaceName = None,
     resource_kind: Name = None,
     resource_name: Name = None,
-    event_type: Annotated[str | None, Query(description="Normal, Warning or Error")] = None,
-    since_time: Annotated[str | None, Query(description="RFC 3339 (default: one hour ago)")] = None,
-    until_time: Annotated[str | None, Query(description="RFC 3339 (default: now)")] = None,
+    event_type: Annotated[
+        str | None,
+        Query(
+            description="Normal, Warning or Error (any case)",
+            json_schema_extra=doc.optional({"type": "string", "pattern": doc.EVENT_TYPE}, doc.EMPTY),
+        ),
+    ] = None,
+    since_time: Annotated[
+        str | None, Query(description="RFC 3339 (default: one hour ago)", json_schema_extra=Time)
+    ] = None,
+    until_time: Annotated[
+        str | None, Query(description="RFC 3339 (default: now)", json_schema_extra=Time)
+    ] = None,
     limit: Limit = 100,
     sort_order: Literal["asc", "desc"] = "desc",
 ) -> JSONResponse:
@@ -62,7 +81,7 @@ async def node_metrics(
     _: Annotated[Principal, Depends(require("read", "standard", fans_out=True))],  # nodes, metrics, pods
     context: KubeContext,
     services: Services,
-    node_name: Name = None,
+    node_name: ObjectName = None,
     sort_by: Literal["name", "cpu_usage", "memory_usage", "network"] = "name",
 ) -> JSONResponse:
     return await _answer(
@@ -75,8 +94,8 @@ async def pod_metrics(
     _: Annotated[Principal, Depends(require("read", "standard", fans_out=True))],  # pods, metrics, namespace
     context: KubeContext,
     services: Services,
-    namespace: Name = None,
-    pod_name: Name = None,
+    namespace: NamespaceName = None,
+    pod_name: ObjectName = None,
     sort_by: Literal["name", "cpu_usage", "memory_usage"] = "name",
     limit: Limit = 100,
 ) -> JSONResponse:
@@ -97,7 +116,7 @@ async def topology(
     context: KubeContext,
     services: Services,
     depth: Annotated[int, Query(ge=1, le=5, description="1 summary ... 5 containers")] = 3,
-    namespace: Name = None,
+    namespace: NamespaceName = None,
     include_metrics: bool = True,
     include_events: bool = False,
 ) -> JSONResponse:

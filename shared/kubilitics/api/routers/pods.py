@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from kubilitics.api import documented as doc
 from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
 from kubilitics.api.responses import JSONResponse
@@ -30,6 +31,9 @@ Container = Annotated[
     str | None,
     Query(max_length=253, description="Container name (required for multi-container pods)"),
 ]
+
+# RFC 3339 up to nanoseconds, checked by LogQuery.parse; empty means not given.
+Time = doc.optional(doc.date_time(doc.RFC3339_LOGS, max_length=64), doc.EMPTY)
 
 # Plain (non-follow) log reads count against "logs" per minute; a streamed follow instead holds one
 # of the "logs" concurrency slots (the reference: "log follows bypass normal limits").
@@ -55,8 +59,12 @@ async def pod_logs(
     container: Container = None,
     tail_lines: Annotated[int, Query(ge=0, le=MAX_TAIL_LINES, description="Last N lines")] = 100,
     timestamps: Annotated[bool, Query(description="Prefix each line with its RFC 3339 time")] = True,
-    since_time: Annotated[str | None, Query(max_length=64, description="RFC 3339; lines from then")] = None,
-    until_time: Annotated[str | None, Query(max_length=64, description="RFC 3339; lines until then")] = None,
+    since_time: Annotated[
+        str | None, Query(max_length=64, description="RFC 3339; lines from then", json_schema_extra=Time)
+    ] = None,
+    until_time: Annotated[
+        str | None, Query(max_length=64, description="RFC 3339; lines until then", json_schema_extra=Time)
+    ] = None,
     search: Annotated[str | None, Query(max_length=1024, description="Case-insensitive substring")] = None,
     follow: Annotated[bool, Query(description="Stream new lines (needs Accept: text/event-stream)")] = False,
     previous: Annotated[bool, Query(description="The previous (restarted) container's logs")] = False,
@@ -99,9 +107,30 @@ class ExecBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    command: list[str] = Field(min_length=1, max_length=1024, description="argv; no shell unless you run one")
-    working_dir: str | None = Field(default=None, max_length=4096, description="Absolute directory")
-    environment: dict[str, str] = Field(default_factory=dict, max_length=256, description="Added variables")
+    # json_schema_extra: what the validators below check, for /openapi.json
+    command: list[str] = Field(
+        min_length=1,
+        max_length=1024,
+        description="argv; no shell unless you run one (64 KiB at most in all)",
+        json_schema_extra={"prefixItems": [{"type": "string", "minLength": 1}]},
+    )
+    working_dir: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="Absolute directory",
+        json_schema_extra={
+            "anyOf": [{"type": "string", "maxLength": 4096, "pattern": r"^/[^\x00]*$"}, {"type": "null"}]
+        },
+    )
+    environment: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=256,
+        description="Added variables",
+        json_schema_extra={
+            "propertyNames": {"pattern": _ENV_NAME.pattern},
+            "additionalProperties": {"type": "string", "pattern": r"^[^\x00]*$"},
+        },
+    )
 
     @field_validator("command")
     @classmethod

@@ -6,10 +6,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query
 
+from kubilitics.api import documented as doc
 from kubilitics.api.blocking import run_blocking
 from kubilitics.api.deps import KubeContext, Services, require
 from kubilitics.api.responses import JSONResponse
 from kubilitics.auth.tokens import Principal
+from kubilitics.rawjson import strip_managed_fields
 from kubilitics.services.resources import (
     CLUSTER_SCOPED_NAMESPACE,
     DEFAULT_LIMIT,
@@ -35,10 +37,18 @@ Namespace = Annotated[
         min_length=1,
         max_length=63,
         description=f"Namespace; `{CLUSTER_SCOPED_NAMESPACE}` for cluster-scoped kinds (Node, ClusterRole)",
+        # checked by the service: a DNS-1123 label for namespaced kinds, `_` for cluster-scoped ones
+        json_schema_extra={"pattern": f"^(_|{doc.DNS1123_LABEL[1:-1]})$"},
     ),
 ]
-Name = Annotated[str, Path(min_length=1, max_length=253)]
+# Any name the API server may hold (RBAC names have `:`): the service refuses only what would change
+# the path on the way there (`.`, `..`, `/`, `%`).
+Name = Annotated[
+    str, Path(min_length=1, max_length=253, json_schema_extra={"pattern": r"^(?!\.{1,2}$)[^/%]+$"})
+]
 Manifest = Annotated[dict[str, Any], Body(description="A Kubernetes object as JSON (camelCase fields)")]
+# As kubectl does, objects come without metadata.managedFields (server-side apply's bookkeeping).
+ShowManagedFields = Annotated[bool, Query(description="Keep metadata.managedFields in the objects returned")]
 
 # Objects are returned as JSONResponse: FastAPI's encoder would walk every field of every object.
 
@@ -49,15 +59,25 @@ async def list_resources(
     _: Annotated[Principal, Depends(require("read", "read"))],
     context: KubeContext,
     services: Services,
-    namespace: Annotated[str | None, Query(max_length=63, description="Omit for all namespaces")] = None,
+    namespace: Annotated[
+        str | None,
+        Query(
+            max_length=63,
+            description="Omit (or empty) for all namespaces; ignored for cluster-scoped kinds",
+            json_schema_extra=doc.optional(doc.namespace_name(), doc.EMPTY),
+        ),
+    ] = None,
     label_selector: Annotated[str | None, Query(max_length=4096, examples=["app=web,tier!=cache"])] = None,
     field_selector: Annotated[str | None, Query(max_length=4096, examples=["status.phase=Running"])] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     sort_by: Annotated[Literal["name", "created", "age"] | None, Query()] = None,
     sort_order: Annotated[Literal["asc", "desc"] | None, Query()] = None,
+    show_managed_fields: ShowManagedFields = False,
 ) -> JSONResponse:
-    query = ListQuery(namespace, label_selector, field_selector, limit, offset, sort_by, sort_order)
+    query = ListQuery(
+        namespace, label_selector, field_selector, limit, offset, sort_by, sort_order, show_managed_fields
+    )
     return JSONResponse(await run_blocking(services.resources.list_page, context, kind, query))
 
 
@@ -69,6 +89,7 @@ async def create_resource(
     context: KubeContext,
     services: Services,
     validate_only: Annotated[bool, Query(description="Dry run: 201 with the would-be object")] = False,
+    show_managed_fields: ShowManagedFields = False,
 ) -> JSONResponse:
     created = await run_blocking(
         lambda: services.resources.create(
@@ -79,7 +100,9 @@ async def create_resource(
             dry_run=validate_only,
         )
     )
-    return JSONResponse(created, status_code=201)  # validate_only too: the reference answers as a create
+    return JSONResponse(
+        _shown(created, show_managed_fields), status_code=201
+    )  # validate_only too: the reference answers as a create
 
 
 @router.put("/{kind}/{namespace}/{name}", summary="Replace or patch an object")
@@ -94,11 +117,12 @@ async def update_resource(
     patch_strategy: Annotated[
         Literal["replace", "merge_patch", "strategic_merge_patch"], Query()
     ] = "replace",
+    show_managed_fields: ShowManagedFields = False,
 ) -> JSONResponse:
     updated = await run_blocking(
         lambda: services.resources.update(context, kind, namespace, name, body, strategy=patch_strategy)
     )
-    return JSONResponse(updated)
+    return JSONResponse(_shown(updated, show_managed_fields))
 
 
 @router.delete("/{kind}/{namespace}/{name}", summary="Delete an object")
@@ -113,10 +137,15 @@ async def delete_resource(
         int | None, Query(ge=0, le=31_536_000, description="Default: the object's own (30 s for most pods)")
     ] = None,
     force: Annotated[bool, Query(description="Delete at once (grace period 0)")] = False,
+    show_managed_fields: ShowManagedFields = False,
 ) -> JSONResponse:
     deleted = await run_blocking(
         lambda: services.resources.delete(
             context, kind, namespace, name, grace_period_seconds=grace_period_seconds, force=force
         )
     )
-    return JSONResponse(deleted)
+    return JSONResponse(_shown(deleted, show_managed_fields))
+
+
+def _shown(obj: Any, show_managed_fields: bool) -> Any:
+    return obj if show_managed_fields else strip_managed_fields(obj)
