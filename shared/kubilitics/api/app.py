@@ -27,6 +27,8 @@ def create_app(*routers: APIRouter, title: str = "Kubilitics API") -> FastAPI:
         app.include_router(router)
     install_error_handlers(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    # Unauthenticated, as /openapi.json; only the WebSocket routes of this app are described.
+    app.add_api_route("/asyncapi.json", lambda: _asyncapi(app), methods=["GET"], include_in_schema=False)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=get_settings().max_body_bytes)
     return app
 
@@ -38,3 +40,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
         app.openapi_schema = describe(app)
     return app.openapi_schema
+
+
+def _asyncapi(app: FastAPI) -> dict[str, Any]:
+    """The AsyncAPI document of the WebSocket messages, built on its first request, as /openapi.json."""
+    document: dict[str, Any] | None = getattr(app.state, "asyncapi_schema", None)
+    if document is None:
+        from kubilitics.api.asyncapi import describe
+
+        document = app.state.asyncapi_schema = describe(app)
+    return document
