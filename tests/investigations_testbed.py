@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode
 
@@ -164,3 +165,24 @@ def pod_terminated_reason(cluster: Any, namespace: str, selector: str) -> str:
         check=False,
     ).stdout
     return str(out)
+
+
+@contextmanager
+def ooming_namespace(cluster: Any, prefix: str, limits: dict[str, str]) -> Iterator[str]:
+    """A fresh namespace of Deployments (name -> memory limit) whose workers are OOMKilled, once they
+    all have been; deleted afterwards."""
+    from tests.pods_testbed import create_namespace, delete_namespace
+
+    ns = create_namespace(cluster, prefix)
+    try:
+        manifests = "\n---\n".join(oom_deployment(name, limit) for name, limit in limits.items())
+        cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifests)
+        for name in limits:
+            wait_for(
+                lambda name=name: "OOMKilled" in pod_terminated_reason(cluster, ns, f"app={name}"),
+                timeout=120,
+                what=f"{name} to be OOMKilled",
+            )
+        yield ns
+    finally:
+        delete_namespace(cluster, ns)

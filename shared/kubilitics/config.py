@@ -55,6 +55,8 @@ class Settings(BaseModel):
     jwt_scope_prefix: str = ""  # only scope values with this prefix count, e.g. Cognito's "kubilitics/"
     jwt_groups_claim: str = Field(default="groups", min_length=1)  # Cognito: cognito:groups
     revocation_cache_seconds: float = Field(default=20.0, ge=0, le=30)
+    # Development and test only (`make fuzz`): every rate limit x this; production refuses another value.
+    rate_limit_multiplier: int = Field(default=1, ge=1, le=1000)
 
     # DynamoDB tables (local defaults; the SAM template sets the real names)
     aws_endpoint_url: str | None = None
@@ -91,7 +93,7 @@ class Settings(BaseModel):
     ai_monthly_limit_tokens: int = Field(default=20_000_000, ge=0)
     # JSON {"<model>": {"input": <USD per million tokens>, "output": <...>}}, over the built-in prices.
     ai_model_prices: dict[str, dict[str, float]] = Field(default_factory=dict)
-    ai_request_timeout_seconds: float = Field(default=60.0, gt=0)
+    ai_request_timeout_seconds: float = Field(default=60.0, gt=0)  # one model call, retries included
     # How long an instance trusts the AI key it read from the AI secret (PUT /api/v1/ai/config on
     # another instance is seen within this; on the same instance at once).
     ai_key_cache_seconds: float = Field(default=60.0, ge=0, le=900)
@@ -99,11 +101,16 @@ class Settings(BaseModel):
     # Investigations (Step Functions) and remediation actions
     state_machine_arn: str | None = None  # the investigation state machine; the template sets it
     investigation_retention_days: int = Field(default=90, ge=1)
+    # Unfinished this long after its start: failed when listed (the state machine times out at 1800 s).
+    investigation_run_limit_seconds: float = Field(default=1860.0, gt=0)
     action_approval_minutes: int = Field(default=120, ge=1)  # how long a proposed action may be approved
     # After an approved change is applied: how long to watch the workload, and how long its new pods
     # must stay healthy before the change counts as verified (a crash often comes seconds after start).
     action_verify_timeout_seconds: float = Field(default=15.0, gt=0, le=25)
     action_verify_settle_seconds: float = Field(default=6.0, ge=0)
+    # An approved action still executing this long after its approval was interrupted (a killed
+    # process); the next approve or reject of it records whether the change was made.
+    action_execution_limit_seconds: float = Field(default=120.0, gt=0)
 
     # AI insights: the scan schedule of the local server (EventBridge runs it in AWS), the contexts
     # scanned, and the unit prices behind `monthly_savings_usd` (defaults: Fargate, us-east-1).
@@ -117,7 +124,7 @@ class Settings(BaseModel):
 
     # AI chat sessions (reference section 14)
     chat_idle_seconds: float = Field(default=1800.0, gt=0)
-    chat_request_timeout_seconds: float = Field(default=25.0, gt=0)  # one LLM call of a chat turn
+    chat_request_timeout_seconds: float = Field(default=25.0, gt=0)  # one LLM call of a turn, with retries
 
     # HTTP
     max_body_bytes: int = Field(default=1_048_576, gt=0)
@@ -163,6 +170,8 @@ class Settings(BaseModel):
     def _refuse_default_secrets_in_production(self) -> Settings:
         if self.env != "production":
             return self
+        if self.rate_limit_multiplier != 1:
+            raise ValueError("KUBILITICS_RATE_LIMIT_MULTIPLIER is refused in production")
         if self.jwt_algorithm == "HS256" and not (self.jwt_secret or self.jwt_secret_arn):
             raise ValueError("production needs KUBILITICS_JWT_SECRET or KUBILITICS_JWT_SECRET_ARN")
         if self.jwt_secret and self.jwt_secret.get_secret_value() == DEVELOPMENT_JWT_SECRET:

@@ -108,7 +108,11 @@ class Container:
     def rate_limiter(self) -> RateLimiter:
         from kubilitics.adapters.dynamodb import DynamoRateLimitStore
 
-        return RateLimiter(DynamoRateLimitStore(self.settings.rate_limit_table), self.clock)
+        return RateLimiter(
+            DynamoRateLimitStore(self.settings.rate_limit_table),
+            self.clock,
+            self.settings.rate_limit_multiplier,
+        )
 
     @cached_property
     def kubeconfig(self) -> KubeconfigSource:
@@ -250,6 +254,7 @@ class Container:
             max_concurrent=lambda: (
                 self.ai_config.effective().investigation_settings.max_concurrent_investigations
             ),
+            run_limit_seconds=self.settings.investigation_run_limit_seconds,
         )
 
     @cached_property
@@ -270,6 +275,7 @@ class Container:
                 verify_timeout_seconds=s.action_verify_timeout_seconds,
                 verify_settle_seconds=s.action_verify_settle_seconds,
                 retention_seconds=s.investigation_retention_days * 86400,
+                execution_limit_seconds=s.action_execution_limit_seconds,
             ),
         )
 

@@ -484,9 +484,11 @@ class ActionStore(Protocol):
         fields: dict[str, Any],
         *,
         open_until_after: float | None = None,
+        execution_status: str | None = None,
     ) -> bool:
         """Move the action from `from_status` to `to_status` atomically (False if it is not in
-        `from_status`, or, with `open_until_after`, if its approval window closed before then)."""
+        `from_status`, or, with `open_until_after`, if its approval window closed before then, or,
+        with `execution_status`, if its execution_status is another)."""
         ...
 
     def update(self, action_id: str, fields: dict[str, Any]) -> None: ...

@@ -4,6 +4,7 @@
     api.reply_tool_use("get_object", {"kind": "Pod", "name": "web"})   # scripted turns, in order
     api.reply_text("The pod is OOMKilled.")
     api.fail(529, times=3)                                              # scripted errors
+    api.stall(30)                                           # an answer that comes after 30 s
     ... AnthropicProvider(api_key=api.api_key, base_url=api.url, ...).run(...)
     api.requests[0].body["messages"]                                    # every request, recorded
     api.stop()
@@ -17,9 +18,11 @@ health probe. A wrong key (`Authorization: Bearer` or `x-api-key`) gets 401. Err
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -154,6 +157,11 @@ class FakeMessagesAPI:
                 {"kind": "error", "status": status, "message": message, "retry_after_ms": retry_after_ms}
             )
 
+    def stall(self, seconds: float, *, times: int = 1) -> None:
+        """The next `times` message requests are answered only after `seconds` (a hung API)."""
+        for _ in range(times):
+            self._push({"kind": "stall", "seconds": seconds})
+
     def _push(self, item: dict[str, Any]) -> None:
         with self._lock:
             self._script.append(item)
@@ -197,6 +205,10 @@ class FakeMessagesAPI:
             step = (
                 self._script.popleft() if self._script else {"kind": "text", "text": "No further findings."}
             )
+        if step["kind"] == "stall":
+            time.sleep(step["seconds"])
+            step = {"kind": "text", "text": "An answer too late to matter.", "input_tokens": None,
+                    "output_tokens": None}  # fmt: skip
         if step["kind"] == "error":
             reply = _error(step["status"], step["message"] or f"scripted {step['status']}")
             if step["retry_after_ms"] is not None:
@@ -248,6 +260,11 @@ class FakeMessagesAPI:
                 raw = self.rfile.read(length).decode("utf-8") if length else ""
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 reply = fake._answer(self.command, self.path, headers, raw)
+                # A stalled answer may find the client gone (it gave up waiting): nothing to say.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self._reply(reply)
+
+            def _reply(self, reply: _Reply) -> None:
                 payload = json.dumps(reply.body).encode()
                 self.send_response(reply.status)
                 self.send_header("content-type", "application/json")

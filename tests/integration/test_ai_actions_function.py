@@ -21,12 +21,10 @@ from tests.investigations_testbed import (
     REJECT,
     decision_event,
     invoke,
-    oom_deployment,
+    ooming_namespace,
     pending_event,
-    pod_terminated_reason,
     start_event,
     wait_finished,
-    wait_for,
 )
 from tests.support import expect_error, load_event, revoke
 
@@ -49,19 +47,8 @@ WORKLOADS = {
 @pytest.fixture(scope="module")
 def ooming(k8s_cluster):
     """A namespace of Deployments whose worker is OOMKilled (each test acts on its own one)."""
-    from tests.pods_testbed import create_namespace, delete_namespace
-
-    ns = create_namespace(k8s_cluster, "actions")
-    manifests = "\n---\n".join(oom_deployment(name, limit) for name, limit in WORKLOADS.items())
-    k8s_cluster.kubectl("apply", "-n", ns, "-f", "-", input=manifests)
-    for name in WORKLOADS:
-        wait_for(
-            lambda name=name: "OOMKilled" in pod_terminated_reason(k8s_cluster, ns, f"app={name}"),
-            timeout=120,
-            what=f"{name} to be OOMKilled",
-        )
-    yield ns
-    delete_namespace(k8s_cluster, ns)
+    with ooming_namespace(k8s_cluster, "actions", WORKLOADS) as ns:
+        yield ns
 
 
 @pytest.fixture()

@@ -1841,6 +1841,7 @@ class DynamoActionStore(_StateRecords):
         fields: dict[str, Any],
         *,
         open_until_after: float | None = None,
+        execution_status: str | None = None,
     ) -> bool:
         # One conditional write decides: of two concurrent approvals, exactly one moves the status.
         expression = "#status = :from"
@@ -1848,6 +1849,9 @@ class DynamoActionStore(_StateRecords):
         if open_until_after is not None:
             expression += " AND approval_expires_at > :now"
             values.update(_to_item({":now": open_until_after}))
+        if execution_status is not None:
+            expression += " AND execution_status = :execution"
+            values.update(_to_item({":execution": execution_status}))
         return self._update(
             self._key(action_id),
             {**fields, "status": to_status, "gsi1pk": f"act#{to_status}"},

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kubilitics.local.tables import REPO_ROOT
 
@@ -124,7 +124,8 @@ def prepare(args: argparse.Namespace) -> str | None:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     os.environ["KUBILITICS_ENV"] = "development"
     refuse_development_key_off_loopback(args.host)
-    os.environ["KUBILITICS_AWS_ENDPOINT_URL"] = start_moto(args.host, args.moto_port)
+    external = getattr(args, "aws_endpoint_url", None)
+    os.environ["KUBILITICS_AWS_ENDPOINT_URL"] = external or start_moto(args.host, args.moto_port)
     kubeconfig = choose_kubeconfig(args.kubeconfig, use_testbed=not args.no_testbed)
     if kubeconfig is not None:
         os.environ["KUBILITICS_KUBECONFIG"] = str(kubeconfig)
@@ -138,8 +139,13 @@ def prepare(args: argparse.Namespace) -> str | None:
     create_tables(client("dynamodb"), services.settings)
     # Like the template's AiSecret: created empty, so the AI provider is "not configured" (rules
     # only) until an admin stores a key with PUT /api/v1/ai/config.
-    secret = client("secretsmanager").create_secret(Name="kubilitics-local-ai-key")
-    os.environ["KUBILITICS_AI_SECRET_ARN"] = secret["ARN"]
+    os.environ["KUBILITICS_AI_SECRET_ARN"] = _ai_secret(client("secretsmanager"))
+    if external:
+        # Tables elsewhere outlive this server (a restart finds its actions and audit trail); the
+        # state machine runs its tasks only in the process that hosts moto: investigations here
+        # need KUBILITICS_STATE_MACHINE_ARN from whoever hosts it.
+        container.reset()
+        return _dev_token(container.get_container())
     # Investigations: the real state machine on moto's interpreter, its tasks run in this process.
     from kubilitics.local import workflows
 
@@ -148,9 +154,21 @@ def prepare(args: argparse.Namespace) -> str | None:
         client("stepfunctions"),
         services.settings.region,
         {workflows.TASKS_FUNCTION: workflows.tasks_handler()},
+        timeout_seconds=workflows.tasks_timeout(),  # a hung step ends as on Lambda: Sandbox.Timedout
     )
     container.reset()
-    services = container.get_container()
+    return _dev_token(container.get_container())
+
+
+def _ai_secret(secretsmanager: Any) -> str:
+    """The local AI secret's ARN, created empty when missing (an external endpoint may have it)."""
+    try:
+        return str(secretsmanager.create_secret(Name="kubilitics-local-ai-key")["ARN"])
+    except secretsmanager.exceptions.ResourceExistsException:
+        return str(secretsmanager.describe_secret(SecretId="kubilitics-local-ai-key")["ARN"])
+
+
+def _dev_token(services: Any) -> str | None:
     if services.settings.uses_identity_provider:
         return None
     from kubilitics.auth.impersonation import DEVELOPMENT_ADMIN_GROUP
@@ -228,6 +246,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--ai-port", type=int, default=8081)
     parser.add_argument("--moto-port", type=int, default=8085)
+    parser.add_argument(
+        "--aws-endpoint-url",
+        help="keep the tables at this endpoint (a moto server or DynamoDB Local you run) instead of an "
+        "in-process moto: they outlive the server; investigations need KUBILITICS_STATE_MACHINE_ARN",
+    )
     parser.add_argument("--kubeconfig", help="kubeconfig to use (default: $KUBECONFIG or ~/.kube/config)")
     parser.add_argument("--no-testbed", action="store_true", help="never start the bundled test cluster")
     parser.add_argument("--log-level", default="info")
@@ -252,7 +275,8 @@ def run(args: argparse.Namespace) -> None:
         "\nKubilitics local server\n"
         f"  API:      http://{args.host}:{args.port}  (docs: http://{args.host}:{args.port}/docs)\n"
         f"  AI API:   http://{args.host}:{args.ai_port}\n"
-        f"  DynamoDB: {os.environ['KUBILITICS_AWS_ENDPOINT_URL']} (moto)\n"
+        f"  DynamoDB: {os.environ['KUBILITICS_AWS_ENDPOINT_URL']}"
+        f"{'' if getattr(args, 'aws_endpoint_url', None) else ' (moto)'}\n"
         f"  Cluster:  {os.environ.get('KUBILITICS_KUBECONFIG', 'none')}\n"
         f"\n{token_instructions(get_settings(), token)}",
         flush=True,

@@ -81,9 +81,43 @@ def _locked(factory: Callable[..., Any]) -> Callable[..., Any]:
     return build
 
 
-def route_lambda_tasks(handlers: Mapping[str, Handler], patch: Patch = setattr) -> None:
+class LambdaTimeout(Exception):
+    """The invocation outlived the function's timeout: Lambda ends it (`Sandbox.Timedout`)."""
+
+
+def _within(handler: Handler, event: dict[str, Any], name: str, timeout: float | None) -> Any:
+    """The handler's result, or LambdaTimeout after `timeout` seconds, as the Lambda runtime. Lambda
+    stops the process then; a thread cannot be stopped, so here the late call runs on unobserved."""
+    if timeout is None:
+        return handler(event, LocalLambdaContext(name))
+    context = LocalLambdaContext(name, deadline=time.time() + timeout)
+    outcome: dict[str, Any] = {}
+
+    def invocation() -> None:
+        try:
+            outcome["result"] = handler(event, context)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=invocation, name=f"{name}-invocation", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise LambdaTimeout(
+            f"RequestId: {context.aws_request_id} Error: Task timed out after {timeout:.2f} seconds"
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def route_lambda_tasks(
+    handlers: Mapping[str, Handler], patch: Patch = setattr, timeout_seconds: float | None = None
+) -> None:
     """Lambda invocations of these function names run the handlers here; errors come back as a
-    Lambda function error (`errorType` = the exception's class name), as the Lambda runtime reports."""
+    Lambda function error (`errorType` = the exception's class name), as the Lambda runtime reports.
+    An invocation longer than `timeout_seconds` (the function's Timeout in template.yaml) is a
+    `Sandbox.Timedout` function error, as Lambda reports a timed-out invocation to Step Functions."""
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
     original = LambdaSimpleBackend.invoke
@@ -99,7 +133,12 @@ def route_lambda_tasks(handlers: Mapping[str, Handler], patch: Patch = setattr) 
         raw = body.decode() if isinstance(body, bytes) else body
         event = json.loads(raw or "{}")
         try:
-            result = handler(event, LocalLambdaContext(name))
+            result = _within(handler, event, name, timeout_seconds)
+        except LambdaTimeout as exc:
+            log.warning("%s timed out: %s", name, exc)
+            response_headers["x-amz-function-error"] = "Unhandled"
+            timed_out = {"errorType": "Sandbox.Timedout", "errorMessage": str(exc)}
+            return json.dumps(timed_out).encode()
         except Exception as exc:
             if type(exc).__module__.startswith("kubilitics"):
                 log.warning("%s failed: %s: %s", name, type(exc).__name__, exc)
@@ -140,10 +179,11 @@ def install(
     handlers: Mapping[str, Handler],
     patch: Patch = setattr,
     set_item: Callable[[Any, str, Any], None] = operator.setitem,
+    timeout_seconds: float | None = None,
 ) -> str:
     """Everything above at once; the state machine's ARN (for KUBILITICS_STATE_MACHINE_ARN)."""
     enable_execution(set_item)
-    route_lambda_tasks(handlers, patch)
+    route_lambda_tasks(handlers, patch, timeout_seconds)
     return create_state_machine(sfn, tasks_function_arn(region))
 
 
@@ -155,6 +195,16 @@ def wait_for_executions(sfn: Any, state_machine_arn: str, timeout: float = 120) 
         if not running or time.monotonic() > deadline:
             return list(running)
         time.sleep(0.1)
+
+
+def tasks_timeout(template: Path = REPO_ROOT / "template.yaml") -> float:
+    """The task function's Timeout in template.yaml (what Lambda allows an invocation)."""
+    import yaml
+
+    from kubilitics.local.tables import _CloudFormationLoader
+
+    document = yaml.load(template.read_text(), Loader=_CloudFormationLoader)
+    return float(document["Resources"]["InvestigationTasksFunction"]["Properties"]["Timeout"])
 
 
 def tasks_handler() -> Handler:

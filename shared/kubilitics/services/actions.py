@@ -81,6 +81,9 @@ class ActionSettings:
     verify_settle_seconds: float
     retention_seconds: int
     poll_seconds: float = 0.5
+    # An execution unfinished this long after its approval was interrupted (its process died: the
+    # approving Lambda's timeout is 29 s); the next decision on the action records what happened.
+    execution_limit_seconds: float = 120.0
 
 
 class ActionService:
@@ -366,7 +369,7 @@ class ActionService:
         now = self._clock.now()
         self._check_open(action, now)
         if action["status"] != "pending":
-            raise _decided(action)
+            raise _decided(self._settle_interrupted(principal, action, now))
         # The approver's own rights make the change: approving is no way around the cluster's RBAC.
         # Their access is asked first, so a refused approver leaves the action pending for another.
         ctx = self._caller_context(principal, action.get("context"))
@@ -390,7 +393,7 @@ class ActionService:
         if not self._store.transition(action_id, "pending", "approved", fields, open_until_after=now):
             fresh = self._store.get(action_id) or action
             self._check_open(fresh, now)
-            raise _decided(fresh)
+            raise _decided(self._settle_interrupted(principal, fresh, now))
         approved = {**action, **fields, "status": "approved"}
         self._audit(approved, "approved", principal.sub, {"notes": notes})
         outcome = self._execute(approved, ctx, principal.sub, verify=require_verification)
@@ -426,7 +429,7 @@ class ActionService:
         if not self._store.transition(action_id, "pending", "rejected", fields, open_until_after=now):
             fresh = self._store.get(action_id) or action
             self._check_open(fresh, now)
-            raise _decided(fresh)
+            raise _decided(self._settle_interrupted(principal, fresh, now))
         self._audit(action, "rejected", principal.sub, {"reason": reason})
         return {
             "action_id": action_id,
@@ -468,6 +471,72 @@ class ActionService:
                 details={"action_id": action["action_id"], "expired_at": expired_at},
                 extra={"action_id": action["action_id"], "expired_at": expired_at},
             )
+
+    def _settle_interrupted(self, principal: Principal, action: dict[str, Any], now: float) -> dict[str, Any]:
+        """An approved action whose execution stopped dead (its process was killed between the
+        approval and the end: still `executing` or `applied` past the execution limit) is never run
+        again; the cluster tells whether the change was made, and the action and its audit trail
+        (`execution_interrupted`, `details.applied`) say which. Returns the action as it is now."""
+        status = action.get("execution_status")
+        if action.get("status") != "approved" or status not in ("executing", "applied"):
+            return action
+        if now - float(action.get("approved_at") or now) < self._settings.execution_limit_seconds:
+            return action  # still running, as far as anyone can tell
+        applied: bool | None = True
+        if status == "executing":
+            try:
+                applied = self._was_applied(self._caller_context(principal, action.get("context")), action)
+            except KubiliticsError as exc:
+                log.warning(
+                    "cannot tell whether interrupted action %s was applied: %s", action["action_id"], exc
+                )
+                return action  # asked again at the next decision
+        if applied is True:
+            outcome, message = "succeeded", "Applied; the execution was interrupted before verification"
+        elif applied is False:
+            outcome, message = "failed", "Not applied: the execution was interrupted before the change"
+        else:
+            outcome = "failed"
+            message = (
+                "The execution was interrupted and the target changed since: whether it was applied "
+                "is unknown"
+            )
+        fields = {"execution_status": outcome, "completed_at": now, "execution_message": message}
+        # One conditional write: of two decisions that find it at once, one records the outcome.
+        if not self._store.transition(
+            action["action_id"], "approved", "approved", fields, execution_status=status
+        ):
+            return self._store.get(action["action_id"]) or action
+        self._audit(
+            action,
+            "execution_interrupted",
+            "kubilitics",
+            {"applied": applied, "execution_status_found": status, "message": message},
+        )
+        return {**action, **fields}
+
+    def _was_applied(self, ctx: Any, action: dict[str, Any]) -> bool | None:
+        """True: the target shows the change; False: it is as it was proposed; None: neither."""
+        resource, baseline = action["resource"], action["baseline"]
+        rtype = self._kube.resource_type(ctx, resource["kind"])
+        try:
+            live = {
+                **self._kube.get(ctx, rtype, resource.get("namespace"), resource["name"]),
+                "kind": rtype.kind,
+            }
+        except KubiliticsError as exc:
+            if exc.code != "not_found":
+                raise
+            return True if action["verb"] == "delete" else None
+        if meta(live).get("uid") != baseline["uid"]:
+            return True if action["verb"] == "delete" else None
+        if action["verb"] == "delete":
+            return bool(meta(live).get("deletionTimestamp"))
+        if remediation.fingerprint(live) == baseline["fingerprint"]:
+            return False
+        changes = action.get("change_paths") or []
+        holds = all(remediation.same(remediation.read_path(live, c["path"]), c["proposed"]) for c in changes)
+        return True if changes and holds else None
 
     # ---- execution ------------------------------------------------------------------------------
 
@@ -792,6 +861,8 @@ def _decided(action: dict[str, Any]) -> KubiliticsError:
             "status": action["status"],
             "execution_status": action.get("execution_status"),
             "decided_by": action.get("approved_by") or action.get("rejected_by"),
+            # what the execution came to (an interrupted one: whether the change was made)
+            **({"execution_message": action["execution_message"]} if action.get("execution_message") else {}),
         },
     )
 

@@ -60,10 +60,15 @@ class InvestigationService:
         retention_seconds: int,
         llm_configured: Callable[[], bool],
         max_concurrent: Callable[[], int],
+        run_limit_seconds: float = 1860.0,
     ):
         """`max_concurrent`: investigations in progress at once across all users (the AI config's
-        investigation_settings.max_concurrent_investigations, read at each start)."""
+        investigation_settings.max_concurrent_investigations, read at each start). `run_limit_seconds`:
+        an investigation still unfinished this long after it started has no execution left (the state
+        machine's TimeoutSeconds ends it; a MarkFailed step that failed too recorded nothing): it is
+        failed when next listed, and its slots are given back."""
         self._max_concurrent = max_concurrent
+        self._run_limit = run_limit_seconds
         self._kube = kube
         self._store = store
         self._starter = starter
@@ -225,8 +230,10 @@ class InvestigationService:
             )
         records = [
             r
-            for r in self._store.list([status] if status else STATUSES)
-            if (namespace is None or _about_namespace(r, namespace)) and r.get("context") == context
+            for r in map(self._overdue, self._store.list(_stored_statuses(status)))
+            if (namespace is None or _about_namespace(r, namespace))
+            and r.get("context") == context
+            and (status is None or r["status"] == status)
         ]
         records = visible(records)
         records.sort(key=_sort_key(sort_by or "start_time"))
@@ -237,6 +244,29 @@ class InvestigationService:
             "items": [item_view(r, details.get(r["investigation_id"]), include_findings) for r in page],
         }
 
+    def _overdue(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record, failed if it is unfinished past the run limit (never `in_progress` forever)."""
+        now = self._clock.now()
+        unfinished = record.get("status") in ("pending", "in_progress")
+        if not unfinished or now - record["start_time"] < self._run_limit:
+            return record
+        fields = {
+            "status": "failed",
+            "completion_time": now,
+            "error": {
+                "error": "investigation_failed",
+                "message": f"The investigation did not finish within {self._run_limit:.0f} s",
+                "details": {"error_type": "States.Timeout", "last_progress": record.get("progress_percent")},
+            },
+        }
+        try:
+            self._store.update(record["investigation_id"], fields)
+            if record.get("requested_by") and self._store.claim_slot_release(record["investigation_id"]):
+                release_slots(self._limiter, str(record["requested_by"]))
+        except KubiliticsError:
+            log.warning("could not mark the overdue investigation %s failed", record["investigation_id"])
+        return {**record, **fields}
+
     def queue_counts(self, context: str | None = None) -> dict[str, int]:
         """For GET /api/v1/ai/status: investigations waiting and running (of one context, when given)."""
         if context is None:
@@ -244,6 +274,13 @@ class InvestigationService:
         waiting = self._store.list(["pending", "in_progress"])
         mine = Counter(r.get("status") for r in waiting if r.get("context") == context)
         return {"pending": mine["pending"], "in_progress": mine["in_progress"]}
+
+
+def _stored_statuses(status: str | None) -> list[str]:
+    """What to read for a status filter: `failed` includes the unfinished that may be overdue."""
+    if status is None:
+        return list(STATUSES)
+    return [status, "pending", "in_progress"] if status == "failed" else [status]
 
 
 def _about_namespace(record: dict[str, Any], namespace: str) -> bool:

@@ -2,7 +2,8 @@
 
 Fixed one-minute windows, one atomic counter update per request. A user may go `BURST` requests over
 the category's limit within a window (the burst allowance, refreshed every window). Service tokens get
-5x and admin tokens 10x the limits. An instance remembers a refused window: the user's later requests in
+5x and admin tokens 10x the limits (and every limit x `multiplier`, a development-only setting that
+lets `make fuzz` reach every operation). An instance remembers a refused window: the user's later requests in
 that category are refused until the window ends without touching the counter (or Kubernetes). Concurrency
 slots (investigations, chat sessions, shells, log follows) are counters taken with a conditional write
 and given back on completion or failure; a lease lets a counter leaked by a crashed instance start afresh.
@@ -81,9 +82,10 @@ class Decision:
 
 
 class RateLimiter:
-    def __init__(self, store: RateLimitStore, clock: Clock):
+    def __init__(self, store: RateLimitStore, clock: Clock, multiplier: int = 1):
         self._store = store
         self._clock = clock
+        self._multiplier = multiplier
         # (sub, category, multiplier) -> the refusal of its window. Once refused, a user stays refused
         # until the window ends, so later requests need neither the counter nor the work they ask for.
         self._denials: dict[tuple[str, str, int], Decision] = {}
@@ -126,7 +128,7 @@ class RateLimiter:
         now = self._clock.now()
         window_start = int(now // WINDOW_SECONDS) * WINDOW_SECONDS
         reset_at = window_start + WINDOW_SECONDS
-        limit = policy.per_minute * principal.rate_multiplier
+        limit = policy.per_minute * principal.rate_multiplier * self._multiplier
         key = f"rl#{principal.sub}#{category}#{window_start}"
         count = self._store.increment_window(
             key,
@@ -149,7 +151,7 @@ class RateLimiter:
         policy = POLICIES[category]
         if policy.concurrent is None:
             raise ValueError(f"category {category!r} has no concurrency limit")
-        limit = policy.concurrent * principal.rate_multiplier
+        limit = policy.concurrent * principal.rate_multiplier * self._multiplier
         self._take(
             self.slot_key(principal.sub, category),
             limit,

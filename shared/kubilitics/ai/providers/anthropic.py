@@ -1,9 +1,11 @@
 """Claude through the `anthropic` SDK: the Messages API with tool use, metered and redacted.
 
 The SDK is imported only when a client is first needed (it costs cold-start time, and functions
-without a configured key never need it). Its own retries (429, 529, 5xx, connection errors, with
-backoff and `retry-after`) run first; what still fails becomes `LlmApiError` (502), which the
-investigation state machine catches to fall back to the rule-based result.
+without a configured key never need it). A model call is retried here (429, 529, 5xx, connection
+errors, with backoff and `retry-after`, as the SDK would) within one deadline: `timeout` bounds the
+call with its retries, so an API that hangs costs `timeout` once, not once per retry (the SDK's own
+retries give every attempt the whole timeout again). What still fails becomes `LlmApiError` (502),
+which the investigation state machine catches to fall back to the rule-based result.
 
 API version 2026-10-21 (what SDK 2.x sends) rejects sampling parameters (`temperature`, `top_p`,
 `top_k`), so none are sent: the configuration keeps them only for the reference's sake. Assistant
@@ -13,6 +15,7 @@ turns are sent back exactly as received (thinking blocks included), as tool use 
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Sequence
 from functools import lru_cache
@@ -25,6 +28,8 @@ from kubilitics.ports import BudgetMeter
 
 PROVIDER_NAME = "Anthropic"
 DEFAULT_MAX_RETRIES = 2
+RETRY_STATUSES = frozenset({408, 409, 429})  # and every 5xx (529 overloaded included), as the SDK
+MAX_BACKOFF_SECONDS = 8.0
 
 
 @lru_cache(maxsize=4)
@@ -129,8 +134,9 @@ class AnthropicProvider:
         )
         started = time.monotonic()
         try:
-            client = _client(self._api_key, self._base_url, self._timeout, self._max_retries)
-            response = client.messages.create(**params)
+            client = _client(self._api_key, self._base_url, self._timeout, 0)
+            started = time.monotonic()  # the API's time: importing the SDK (cold start) is not
+            response = self._create(client, params)
         except Exception as exc:
             meter.settle(
                 reservation, input_tokens=0, output_tokens=0, success=False, latency_ms=_ms_since(started)
@@ -151,6 +157,29 @@ class AnthropicProvider:
             latency_ms=_ms_since(started),
         )
         return response, call_usage, int(getattr(record, "cost_micro_usd", 0))
+
+    def _create(self, client: Any, params: dict[str, Any]) -> Any:
+        """`messages.create` with retries, every attempt within what is left of the timeout."""
+        import anthropic
+
+        deadline = time.monotonic() + self._timeout
+        attempt = 0
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return client.messages.create(**params, timeout=max(left, 0.01))
+            except anthropic.APITimeoutError:
+                raise  # it used the time left: no retry can finish before the deadline
+            except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
+                if attempt >= self._max_retries or not _retryable(exc):
+                    raise
+                wait = _retry_after(exc)
+                if wait is None:
+                    wait = min(0.5 * 2**attempt, MAX_BACKOFF_SECONDS) * (1 - 0.25 * random.random())
+                if time.monotonic() + wait >= deadline:
+                    raise  # waiting would outlast the deadline: fail now
+                time.sleep(wait)
+                attempt += 1
 
     def _api_error(self, exc: Exception) -> Exception:
         import anthropic
@@ -214,6 +243,29 @@ class AnthropicProvider:
             redactor.redact(dict(request.context)), default=str, ensure_ascii=False, indent=1
         )
         return f"{task}\n\nFindings so far (JSON):\n{context}"
+
+
+def _retryable(exc: Exception) -> bool:
+    headers: Any = getattr(getattr(exc, "response", None), "headers", None) or {}
+    should = str(headers.get("x-should-retry") or "").lower()
+    if should in ("true", "false"):
+        return should == "true"  # the API's own word, as the SDK honours it
+    status = getattr(exc, "status_code", None)
+    return status is None or status in RETRY_STATUSES or status >= 500  # None: a connection error
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """The server's `retry-after-ms` / `retry-after` (seconds), when it gives a usable one."""
+    response = getattr(exc, "response", None)
+    headers: Any = getattr(response, "headers", None) or {}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            value = float(headers.get(name)) * scale
+        except (TypeError, ValueError):
+            continue
+        if 0 <= value <= 60:
+            return value
+    return None
 
 
 def _ms_since(started: float) -> int:
