@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-unit lint format bench evals testbed-up testbed-down sam-build clean iam-check lambda-test soak
+.PHONY: setup run test test-unit lint format bench evals testbed-up testbed-down sam-build clean iam-check lambda-test soak fuzz
 
 setup: $(STAMP)
 
@@ -47,6 +47,12 @@ lambda-test: setup testbed-up
 SOAK_SECONDS ?= 600
 soak: setup testbed-up
 	$(BIN)/python -m tests.soak --seconds $(SOAK_SECONDS)
+
+## fuzz: Schemathesis against the local server on the test cluster, every check, writes only in a
+## scratch namespace; FUZZ_EXAMPLES per operation (100: over 5,000 requests; CI runs 5) (tests/fuzz.py)
+FUZZ_EXAMPLES ?= 100
+fuzz: setup testbed-up
+	$(BIN)/python -m tests.fuzz --examples $(FUZZ_EXAMPLES)
 
 ## lint: ruff, mypy, and the SAM template (sam validate --lint, cfn-lint)
 lint: setup

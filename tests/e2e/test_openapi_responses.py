@@ -75,6 +75,18 @@ def test_get_answers_match_the_declared_schemas(local_server, document, headers,
     check(document, "get", template, answer)
 
 
+def test_events_take_a_group_qualified_kind_as_resources_do(local_server, document, headers):
+    # found by make fuzz: /resources took "deployments.apps", /events answered 400 invalid_resource_kind
+    answer = httpx.get(
+        local_server.url + "/api/v1/events",
+        params={"resource_kind": "deployments.apps"},
+        headers=headers,
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    check(document, "get", "/api/v1/events", answer)
+
+
 def test_a_dry_run_create_and_refusals_match(local_server, document, headers, k8s_namespace):
     manifest = {
         "apiVersion": "v1",

@@ -105,6 +105,15 @@ def test_validation_names_the_field(patch, field, reason):
     assert field in refused.value.message
 
 
+def test_integral_numbers_count_as_integers_as_in_json_schema():
+    # /openapi.json says `integer`, which JSON Schema reads as any integral number (5.0, 1e16): make fuzz
+    patch = {"budget": {"monthly_limit_tokens": 1e16, "alert_thresholds_percent": [50.0]}}
+    config = validate(deep_merge(defaults(), patch))
+    assert config.budget.monthly_limit_tokens == 10**16 and config.budget.alert_thresholds_percent == [50]
+    with pytest.raises(ValidationFailed, match=r"budget\.monthly_limit_tokens"):
+        validate(deep_merge(defaults(), {"budget": {"monthly_limit_tokens": 1.5}}))
+
+
 @pytest.mark.parametrize(
     ("key", "masked"),
     [

@@ -155,6 +155,15 @@ def test_production_is_the_default_environment(settings_env):
     assert Settings.from_env({"KUBILITICS_JWT_SECRET": "x" * 32}).env == "production"
 
 
+def test_production_refuses_the_rate_limit_multiplier(settings_env):
+    settings_env.setenv("KUBILITICS_RATE_LIMIT_MULTIPLIER", "100")
+    assert Settings.from_env().rate_limit_multiplier == 100  # test (and development) take it
+    settings_env.setenv("KUBILITICS_ENV", "production")
+    settings_env.setenv("KUBILITICS_JWT_SECRET", "x" * 32)
+    with pytest.raises(ValidationError, match="KUBILITICS_RATE_LIMIT_MULTIPLIER is refused in production"):
+        Settings.from_env()
+
+
 def test_production_needs_a_secret_of_at_least_32_bytes(settings_env):
     settings_env.setenv("KUBILITICS_ENV", "production")
     settings_env.setenv("KUBILITICS_JWT_SECRET", "x" * 31)

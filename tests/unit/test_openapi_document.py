@@ -257,6 +257,31 @@ def test_the_exec_body_schema_matches_its_validators(document):
         assert schema.is_valid(body) == accepted, body
 
 
+def test_names_a_generated_client_uses(document):
+    """openapi-python-client names functions after operationIds and parameter enums after both
+    (tests/e2e/test_generated_client.py generates a client): short route names, no nullable
+    parameter (a `_type_0` class), no inline nullable object."""
+    ids = [operation["operationId"] for _, _, operation in operations(document)]
+    assert len(ids) == len(set(ids))
+    assert all(re.fullmatch(r"[a-z][a-z0-9_]*", i) and "api_v1" not in i for i in ids), ids
+    assert {"list_resources", "update_resource", "start_investigation", "approve_action"} <= set(ids)
+    for method, path, operation in operations(document):
+        for param in operation.get("parameters", []):
+            branches = param["schema"].get("anyOf", [param["schema"]])
+            assert all(b.get("type") != "null" for b in branches), f"{method.upper()} {path} {param['name']}"
+
+    def inline_nullable_objects(node: Any) -> int:
+        if isinstance(node, dict):
+            own = any(b.get("type") == "object" for b in node.get("anyOf", []) if isinstance(b, dict))
+            return own + sum(inline_nullable_objects(v) for v in node.values())
+        if isinstance(node, list):
+            return sum(inline_nullable_objects(v) for v in node)
+        return 0
+
+    schemas = document["components"]["schemas"]
+    assert inline_nullable_objects(schemas) == 0
+
+
 def test_parameters_declare_bounds(document):
     """Every query and path string is bounded (length, pattern, enum or format), every integer has a
     minimum (headers such as Accept are taken as they come)."""

@@ -69,6 +69,11 @@ def test_service_and_admin_tokens_get_5x_and_10x(store, token_type, limit):
     assert limiter.hit(principal(token_type=token_type), "read").limit == limit
 
 
+def test_the_development_multiplier_scales_every_limit(store):
+    limiter = RateLimiter(store, FakeClock(1_800_000_000.0), multiplier=100)  # make fuzz
+    assert limiter.hit(principal(token_type="admin"), "config_write").limit == 10 * 10 * 100
+
+
 def test_concurrent_counting_from_many_threads_is_exact(store):
     """Eight 'instances' hammer one counter: exactly limit+burst requests get through."""
     limiter = RateLimiter(store, FakeClock(1_800_000_000.0))

@@ -139,10 +139,22 @@ def changed_fields(before: Any, after: Any, prefix: str = "") -> list[str]:
     return [] if before == after else [prefix]
 
 
+def json_integers(value: Any) -> Any:
+    """Integral numbers as ints: JSON Schema (so /openapi.json) counts 5.0 and 1e16 as integers, the
+    strict models only ints; a fraction, a string or a boolean is still refused where an int belongs."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: json_integers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_integers(item) for item in value]
+    return value
+
+
 def validate(document: Mapping[str, Any]) -> AiConfig:
     """The effective configuration, or 400 `validation_failed` naming the first bad field."""
     try:
-        return AiConfig.model_validate(document)
+        return AiConfig.model_validate(json_integers(document))
     except ValidationError as exc:
         raise config_error(exc) from None
 

@@ -5,17 +5,21 @@ Routes answer raw JSON (objects as the API server wrote them, orjson-rendered) a
 validate or re-serialize what they return: the response schemas here are documentation, written
 against what the services build (field names as in the reference, additions beside them).
 
-What FastAPI generates is corrected in four ways:
+What FastAPI generates is corrected in five ways:
 - no 422 `HTTPValidationError`: a request FastAPI refuses is answered 400 with the standard error body
   (api/errors.py), as every other error;
 - every error status an operation can answer, with the standard body (reference section 16) and, on
   429, the rate-limit headers (section 17); every answer carries X-Request-ID and X-API-Version;
 - the success schema of each operation (OPERATIONS; a route missing there fails the unit test);
-- the bodies a route reads as plain JSON (dismiss, PUT /ai/config) typed as the services check them.
+- the bodies a route reads as plain JSON (dismiss, PUT /ai/config) typed as the services check them;
+- names a generated client can use (tests/e2e/test_generated_client.py generates one with
+  openapi-python-client): operationIds are the route functions' names, optional parameters are not
+  declared nullable, shared shapes and nullable objects are named components (ResourceRef, RootCause).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -281,7 +285,9 @@ POD_METRICS = obj(
                 {
                     "namespace": STR,
                     "name": STR,
-                    "containers": array(obj({"name": N_STR, "cpu": USAGE, "memory": USAGE})),
+                    "containers": array(
+                        obj({"name": N_STR, "cpu": ref("ContainerUsage"), "memory": ref("ContainerUsage")})
+                    ),
                 },
                 required=("namespace", "name", "containers"),
             )
@@ -378,7 +384,7 @@ AI_CONFIG_UPDATED = obj(
     required=("message", "updated_fields", "effective_timestamp", "restart_required"),
 )
 
-SPEND = obj({"tokens": INT, "cost_usd": NUM, "count": INT})
+SPEND = ref("Spend")
 AI_USAGE = obj(
     {
         "time_period": STR,
@@ -480,7 +486,7 @@ INSIGHT_LIST = obj(
     {
         "total_count": INT,
         "insights": array(ref("Insight")),
-        "last_scan": nullable(obj({"scanned_at": {}, "duration_ms": {}, "detected": {}, "resolved": {}})),
+        "last_scan": nullable(ref("InsightScan")),
     },
     required=("total_count", "insights"),
 )
@@ -499,7 +505,15 @@ INSIGHT_DISMISSED = obj(
     required=("insight_id", "dismissed_at", "dismissed_by", "reason"),
 )
 
-RESOURCE_REF = obj({"kind": STR, "namespace": STR, "name": STR})
+# Named components (not inline objects) where several schemas share a shape, so that a generated
+# client has one class for it (ResourceRef) rather than one per place it appears, and a nullable object
+# is a class of its own name (RiskAssessment) rather than `PendingActionRiskAssessmentType0`.
+RESOURCE_REF = ref("ResourceRef")
+ROOT_CAUSE = obj(
+    {"category": STR, "summary": STR, "confidence": NUM},
+    required=("category", "summary", "confidence"),
+    description="The diagnosis (listed with include_findings; null until there is one)",
+)
 INVESTIGATION_STARTED = obj(
     {
         "investigation_id": STR,
@@ -523,7 +537,7 @@ INVESTIGATION = obj(
         "findings_summary": N_STR,
         "recommendations": array(obj({"priority": INT, "action": STR, "details": STR})),
         "error": {},
-        "root_cause": {},
+        "root_cause": nullable(ref("RootCause")),
         "evidence": array({}),
         "findings": array({}),
         "actions": array({}),
@@ -544,16 +558,7 @@ PENDING_ACTION = obj(
         "description": N_STR,
         "resource": nullable(RESOURCE_REF),
         "changes": obj(),
-        "risk_assessment": nullable(
-            obj(
-                {
-                    "risk_level": STR,
-                    "potential_issues": array(STR),
-                    "requires_approval": BOOL,
-                    "approval_reason": N_STR,
-                }
-            )
-        ),
+        "risk_assessment": nullable(ref("RiskAssessment")),
         "proposed_at": TIME,
         "expires_at": TIME,
         "status": N_STR,
@@ -618,6 +623,22 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "InsightList": INSIGHT_LIST,
     "DismissBody": DISMISS_BODY,
     "InsightDismissed": INSIGHT_DISMISSED,
+    "ResourceRef": obj({"kind": STR, "namespace": STR, "name": STR}),
+    "ContainerUsage": USAGE,
+    "Spend": obj({"tokens": INT, "cost_usd": NUM, "count": INT}),
+    "InsightScan": obj(
+        {"scanned_at": N_TIME, "duration_ms": N_INT, "detected": N_INT, "resolved": N_INT},
+        description="The last scan of the cluster",
+    ),
+    "RiskAssessment": obj(
+        {
+            "risk_level": STR,
+            "potential_issues": array(STR),
+            "requires_approval": BOOL,
+            "approval_reason": N_STR,
+        }
+    ),
+    "RootCause": ROOT_CAUSE,
     "InvestigationStarted": INVESTIGATION_STARTED,
     "Investigation": INVESTIGATION,
     "InvestigationList": INVESTIGATION_LIST,
@@ -775,7 +796,37 @@ def describe(app: FastAPI) -> dict[str, Any]:
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             _complete(operation, OPERATIONS.get((method, path)))
+            _name(operation, method, path)
+            for parameter in operation.get("parameters", []):
+                parameter["schema"] = _without_null(parameter["schema"])
+    ids = [op["operationId"] for item in document.get("paths", {}).values() for op in item.values()]
+    if len(ids) != len(set(ids)):  # two routes of one name: give one an explicit operation_id
+        raise RuntimeError(f"operationIds not unique: {sorted(ids)}")
     return document
+
+
+def _name(operation: dict[str, Any], method: str, path: str) -> None:
+    """The operationId is the route function's name (`approve_action`), not FastAPI's
+    `approve_action_api_v1_ai_actions__id__approve_post`: a generated client names its functions and
+    its parameter enums after it."""
+    suffix = re.sub(r"\W", "_", path) + "_" + method
+    operation_id = operation.get("operationId", "")
+    if operation_id.endswith(suffix) and len(operation_id) > len(suffix):
+        operation["operationId"] = operation_id[: -len(suffix)]
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter is absent or a string: FastAPI's `anyOf [..., {"type": "null"}]` for an optional
+    parameter says it could be JSON null, which no query string or header can carry (a generated client
+    then types it `X | None | Unset` and names its enums `..._type_0`). A lone branch left is inlined."""
+    branches = schema.get("anyOf")
+    if not branches or not any(b.get("type") == "null" for b in branches):
+        return schema
+    rest = [b for b in branches if b.get("type") != "null"]
+    others = {k: v for k, v in schema.items() if k != "anyOf"}
+    if len(rest) == 1:
+        return {**rest[0], **others}
+    return {"anyOf": rest, **others}
 
 
 def _present(document: dict[str, Any]) -> list[Operation]:

@@ -15,6 +15,7 @@ from kubilitics.clock import rfc3339
 from kubilitics.errors import InvalidParameter
 from kubilitics.ports import KubernetesPort
 from kubilitics.services.cluster import check_namespace_name, namespace_path, require_namespace
+from kubilitics.services.resources import ResourcesService
 
 DEFAULT_WINDOW_SECONDS = 3600
 PAGE_SIZE = 500
@@ -130,8 +131,10 @@ class EventsService:
                 )
         selector = []
         if resource_kind:
-            # "pods", "po" and "Pod" all mean the kind the API server records: Pod (400 if unknown).
-            selector.append(f"involvedObject.kind={self._kube.resource_type(context, resource_kind).kind}")
+            # "pods", "po", "Pod" and a group-qualified name ("deployments.apps") all mean the kind the
+            # API server records, as in /resources (400 if unknown).
+            kind = ResourcesService(self._kube).resolve(context, resource_kind).kind
+            selector.append(f"involvedObject.kind={kind}")
         if resource_name:
             selector.append(f"involvedObject.name={escape_selector_value(resource_name)}")
         if wanted_type:
