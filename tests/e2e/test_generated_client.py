@@ -240,7 +240,12 @@ def test_workflow_1_troubleshooting_a_pod_crash(api, k8s_namespace):
     assert investigation.progress_percent == 100
     assert investigation.root_cause.category == "oom_killed"
     assert 0.5 <= investigation.root_cause.confidence <= 1
-    assert investigation.evidence
+    # Typed as the document says: the citations and the findings the cause rests on.
+    assert any(c.source == "object" and c.object_.name.startswith("worker") for c in investigation.evidence)
+    [finding] = [f for f in investigation.findings if f.category == "oom_killed"]
+    assert finding.subject == ResourceRef(kind="Deployment", namespace=ns, name="worker")
+    assert finding.severity in ("critical", "high") and finding.confidence >= 0.5
+    assert [a.action_id for a in investigation.actions]  # the action it proposed, by id
 
     # 5. The action it proposes: double the memory limit.
     pending = typed(
